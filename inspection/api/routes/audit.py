@@ -1,0 +1,5 @@
+"""Routes for audit (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["audit"])

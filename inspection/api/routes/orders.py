@@ -1,0 +1,5 @@
+"""Routes for orders (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["orders"])

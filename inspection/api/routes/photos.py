@@ -1,0 +1,5 @@
+"""Routes for photos (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["photos"])

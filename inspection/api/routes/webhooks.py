@@ -1,0 +1,5 @@
+"""Routes for webhooks (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["webhooks"])

@@ -1,0 +1,94 @@
+"""The `inspection` command: run the service, prepare the database, grade photos from disk."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inspection.errors import InspectionError
+from inspection.settings import get_settings
+
+app = typer.Typer(help="Returns-inspection service.", no_args_is_help=True)
+log = logging.getLogger(__name__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Starts the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    get_settings()  # fail fast on bad settings before binding the port
+    uvicorn.run(
+        "inspection.api.main:app", host=host, port=port, workers=workers, log_level="info"
+    )
+
+
+@app.command("init-db")
+def init_db(
+    demo: Annotated[bool, typer.Option("--demo", help="Also load demo customers and orders.")] = False,
+) -> None:
+    """Creates or migrates the database; with --demo, loads demo orders (idempotent)."""
+    from inspection.store.db import init_database
+
+    summary = init_database(settings=get_settings(), demo=demo)
+    typer.echo(summary)
+
+
+@app.command()
+def grade(
+    paths: Annotated[list[Path], typer.Argument(help="Image files to grade.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
+    category: Annotated[str | None, typer.Option(help="Product category.")] = None,
+) -> None:
+    """Grades image files with the bundled models."""
+    from inspection.grading.pipeline import GradingPipeline
+
+    pipeline = GradingPipeline.from_settings(settings=get_settings())
+    results: list[dict[str, object]] = []
+    failed = False
+    for path in paths:
+        try:
+            data = path.read_bytes()
+            photo = pipeline.intake(data=data, content_type=None, filename=path.name)
+            result = pipeline.grade_photos(photos=[photo], category=category).photos[0]
+            results.append(
+                {
+                    "file": str(path),
+                    "grade": result.grade,
+                    "confidence": round(result.confidence, 4),
+                    "probabilities": {k: round(v, 4) for k, v in result.probabilities.items()},
+                    "defects": [d.model_dump() for d in result.defects],
+                    "quality": result.quality.model_dump(),
+                    "model_version": result.model_version,
+                }
+            )
+        except OSError as exc:
+            failed = True
+            results.append({"file": str(path), "error": f"cannot read file: {exc.strerror}"})
+        except InspectionError as exc:
+            failed = True
+            results.append({"file": str(path), "error": exc.message, "hint": exc.hint})
+    if as_json:
+        typer.echo(json.dumps(results, indent=2, default=str))
+    else:
+        for row in results:
+            if "error" in row:
+                typer.echo(f"{row['file']}: ERROR {row['error']}", err=True)
+            else:
+                probs = ", ".join(f"{k}={v:.2f}" for k, v in row["probabilities"].items())  # type: ignore[attr-defined]
+                typer.echo(f"{row['file']}: {row['grade']} ({probs})")
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app()

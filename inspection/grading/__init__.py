@@ -1,0 +1,1 @@
+"""Grading: photo intake, quality gate, ONNX inference, defects and the item grade."""
