@@ -13,6 +13,7 @@ from inspection.api.routes import (
     audit,
     grade,
     health,
+    insights,
     orders,
     photos,
     qa,
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (grade, orders, returns, photos, refunds, qa, webhooks, audit):
+    for module in (grade, orders, returns, photos, refunds, qa, webhooks, audit, insights):
         app.include_router(module.router, prefix="/v1")
     return app
 

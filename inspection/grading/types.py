@@ -98,3 +98,16 @@ class IntakePhoto:
     facts: PhotoFacts
     # RGB uint8, EXIF orientation applied, longest side at most `analysis_max_side`.
     image: np.ndarray = field(repr=False)
+
+
+class ReviewThresholds(BaseModel):
+    """When an item grade goes to a person instead of being trusted (per product category).
+
+    Read from the policy file (`categories.<name>.review`), so a retailer tunes them without code.
+    """
+
+    min_confidence: float = Field(default=0.6, ge=0, le=1)
+    # Photos of one item whose grades differ by more than this many steps need a look.
+    max_grade_spread: int = Field(default=1, ge=0, le=2)
+    # A failed quality gate on every photo means the grade rests on bad evidence.
+    review_on_poor_quality: bool = True
