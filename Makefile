@@ -29,7 +29,7 @@ venv:
 	fi
 	@if [ "$$(readlink $(VENV) 2>/dev/null)" != "$(VENV_CACHED)" ]; then rm -rf $(VENV); ln -s "$(VENV_CACHED)" $(VENV); fi
 	@# The cached environment is shared by clones: point its editable install at this clone.
-	@$(BIN)/pip install -q --no-deps --no-build-isolation -e . >/dev/null
+	@$(BIN)/pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || $(BIN)/pip install --no-deps --no-build-isolation -e .
 
 run: venv
 	@mkdir -p var
