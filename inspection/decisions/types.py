@@ -49,6 +49,8 @@ class ReturnClaim(BaseModel):
     reason_text: str = ""
     requested_at: datetime
     quantity: int = Field(default=1, ge=1)
+    # Units of this line already returned on earlier returns (the quantity rule adds them up).
+    previously_returned_quantity: int = Field(default=0, ge=0)
 
 
 class CustomerHistory(BaseModel):
@@ -120,6 +122,8 @@ class FraudInputs(BaseModel):
     photos: list[PhotoEvidence] = Field(default_factory=list)
     photo_matches: list[PhotoMatch] = Field(default_factory=list)
     item_grade: Grade | None = None
+    item_grade_confidence: float | None = Field(default=None, ge=0, le=1)
+    category: str | None = None  # product category of the returned line (wardrobing)
     unit_comparison: UnitComparison | None = None
     anomaly_score: float | None = None  # 0..1 from the exported IsolationForest, if loaded
 
@@ -176,6 +180,19 @@ class RefundQuote(BaseModel):
     deductions: list[dict[str, Any]] = Field(default_factory=list)  # {"reason", "amount_cents"}
     grade: Grade
     policy_version: str
+
+
+class ReviewCandidate(BaseModel):
+    """A `needs_review` return as the exception queue ranks it (value x risk)."""
+
+    return_id: int
+    value_cents: int = Field(ge=0)
+    currency: str
+    fraud_score: float = Field(default=0.0, ge=0, le=1)
+    grade_confidence: float | None = Field(default=None, ge=0, le=1)
+    reason_codes: list[str] = Field(default_factory=list)
+    signals: list[FraudSignal] = Field(default_factory=list)
+    priority: float = 0.0  # filled in by `rank_for_review`: expected loss in minor units
 
 
 class Decision(BaseModel):
