@@ -1,0 +1,224 @@
+"""Shared Streamlit rendering of the returns domain: money, grades, photos, decisions, errors.
+
+Pages call these so a grade, a refund or an API error looks the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from station_ui.client import JSON, ApiError, InspectionApi
+
+T = TypeVar("T")
+
+GRADES: tuple[str, ...] = ("resell", "refurbish", "reject")
+GRADE_ICON = {"resell": "🟢", "refurbish": "🟠", "reject": "🔴"}
+STATUS_LABEL = {
+    "return_requested": "Return requested",
+    "eligibility_check": "Eligibility check",
+    "approved": "Approved",
+    "needs_review": "Needs review",
+    "rejected": "Rejected",
+    "label_sent": "Label sent",
+    "item_received": "Item received",
+    "inspected": "Inspected",
+    "refunded": "Refunded",
+    "closed": "Closed",
+}
+REASON_LABEL = {
+    "damaged_on_arrival": "Damaged on arrival",
+    "defective": "Defective",
+    "wrong_item": "Wrong item",
+    "not_as_described": "Not as described",
+    "no_longer_needed": "No longer needed",
+    "wrong_size": "Wrong size",
+    "other": "Other",
+}
+
+
+def format_money(cents: int | None, currency: str | None) -> str:
+    """Integer minor units as `EUR 12.34`; never goes through a float."""
+    if cents is None:
+        return "–"
+    sign = "-" if cents < 0 else ""
+    whole, minor = divmod(abs(int(cents)), 100)
+    return f"{sign}{currency or ''} {whole:,}.{minor:02d}".strip()
+
+
+def format_grade(grade: str | None) -> str:
+    """A grade with its colour dot, e.g. `🟢 resell`."""
+    if not grade:
+        return "not graded"
+    return f"{GRADE_ICON.get(grade, '⚪')} {grade}"
+
+
+def format_percent(value: float | None) -> str:
+    """A 0..1 rate as a whole percentage."""
+    return "–" if value is None else f"{value * 100:.0f}%"
+
+
+def period_bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    """A chosen date range as [start of first day, start of the day after the last) in UTC."""
+    since = datetime.combine(start, time.min, tzinfo=UTC)
+    until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+    return since, until
+
+
+def show_api_error(error: ApiError, *, action: str | None = None) -> None:
+    """Shows what went wrong and what to do about it, never a traceback."""
+    lead = f"Could not {action}: " if action else ""
+    text = f"{lead}{error.message}"
+    if error.hint:
+        text += f"  \n**What to do:** {error.hint}"
+    st.error(text, icon="⚠️")
+
+
+def call_api(action: str, fn: Callable[[], T]) -> T | None:
+    """Runs one API call; on failure shows the error and returns None."""
+    try:
+        return fn()
+    except ApiError as error:
+        show_api_error(error, action=action)
+        return None
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=256)
+def _photo_bytes(
+    base_url: str, api_key: str | None, customer_token: str | None, photo_id: int, annotated: bool
+) -> bytes:
+    # Photos never change once stored, so caching by id saves a round trip on every rerun.
+    # The credentials are part of the key so one caller's cached image never serves another.
+    api = InspectionApi(base_url, api_key=api_key, customer_token=customer_token)
+    return api.photo_bytes(photo_id, annotated=annotated)
+
+
+def photo_image(api: InspectionApi, photo_id: int, *, annotated: bool = True) -> bytes | None:
+    """The photo's bytes (with defect boxes when annotated), or None if it cannot be fetched."""
+    try:
+        return _photo_bytes(api.base_url, api.api_key, api.customer_token, photo_id, annotated)
+    except ApiError as error:
+        st.caption(f"photo {photo_id} not shown: {error.message}")
+        return None
+
+
+def render_quality(quality: JSON | None) -> None:
+    """The quality gate's verdict with its retake advice."""
+    if not quality:
+        return
+    if quality.get("passed", True) and not quality.get("flags"):
+        st.caption("✅ photo quality OK")
+        return
+    flags = ", ".join(str(f).replace("_", " ") for f in quality.get("flags") or [])
+    advice = quality.get("advice")
+    advice_text = " ".join(advice) if isinstance(advice, list) else advice
+    st.warning(
+        f"Photo quality: {flags or 'check the photo'}"
+        + (f"  \n**Retake:** {advice_text}" if advice_text else ""),
+        icon="📷",
+    )
+
+
+def defect_rows(defects: Iterable[JSON]) -> list[dict[str, Any]]:
+    """Defects as table rows for st.dataframe."""
+    rows = []
+    for defect in defects:
+        confidence = defect.get("confidence")
+        rows.append(
+            {
+                "defect": str(defect.get("defect_type", "?")).replace("_", " "),
+                "confidence": format_percent(confidence) if confidence is not None else "–",
+                "severity": defect.get("severity") or "–",
+            }
+        )
+    return rows
+
+
+def render_photo(api: InspectionApi, photo: JSON, *, width: int = 320) -> None:
+    """One graded photo: the annotated image, grade, confidence, defects and quality advice."""
+    image = photo_image(api, int(photo["id"]))
+    source = photo.get("source", "")
+    caption = f"{source} photo {photo['id']}: {format_grade(photo.get('grade'))}"
+    if image is not None:
+        st.image(image, caption=caption, width=width)
+    else:
+        st.markdown(caption)
+    confidence = photo.get("confidence")
+    if confidence is not None:
+        st.caption(f"confidence {format_percent(confidence)} · model {photo.get('model_version')}")
+    defects = photo.get("defects") or []
+    if defects:
+        st.dataframe(defect_rows(defects), hide_index=True, width="stretch")
+    else:
+        st.caption("no defects found")
+    render_quality(photo.get("quality"))
+
+
+def render_item_grade(item_grade: JSON | None, *, title: str = "Grade") -> None:
+    """The aggregated grade of the item over its photos."""
+    if not item_grade:
+        st.info("No grade yet: add photos to grade the item.")
+        return
+    cols = st.columns(3)
+    cols[0].metric(title, format_grade(item_grade.get("grade")))
+    cols[1].metric("Confidence", format_percent(item_grade.get("confidence")))
+    cols[2].metric("Needs review", "yes" if item_grade.get("needs_review") else "no")
+    probabilities = item_grade.get("probabilities") or {}
+    if probabilities:
+        st.caption(
+            "probabilities: "
+            + ", ".join(f"{g} {format_percent(p)}" for g, p in probabilities.items())
+        )
+    for reason in item_grade.get("reason_codes") or []:
+        st.caption(f"• {str(reason).replace('_', ' ')}")
+
+
+def render_decision(decision: JSON | None) -> None:
+    """The decision with its reasons, the refund it quotes, and the fraud evidence."""
+    if not decision:
+        st.info("No decision yet.")
+        return
+    outcome = str(decision.get("outcome", "?"))
+    text = f"**Decision: {outcome.replace('_', ' ')}** (stage {decision.get('stage', '?')}, "
+    text += f"by {decision.get('decided_by', '?')}, policy {decision.get('policy_version', '?')})"
+    if outcome.startswith("approve"):
+        st.success(text)
+    elif outcome in ("reject", "ineligible", "rejected"):
+        st.error(text)
+    else:
+        st.warning(text)
+    for code, message in zip(
+        decision.get("reason_codes") or [], decision.get("messages") or [], strict=False
+    ):
+        st.markdown(f"- `{code}`: {message}")
+    if not decision.get("messages"):
+        for code in decision.get("reason_codes") or []:
+            st.markdown(f"- `{code}`")
+    quote = decision.get("refund")
+    if quote:
+        st.caption(
+            f"refund quote: {format_money(quote.get('amount_cents'), quote.get('currency'))}"
+        )
+    render_fraud(decision)
+
+
+def render_fraud(decision: JSON) -> None:
+    """Fraud score and each signal with its evidence."""
+    signals = decision.get("fraud_signals") or []
+    score = decision.get("fraud_score")
+    if not signals:
+        if score is not None:
+            st.caption(f"fraud score {score:.2f}: no fraud signals")
+        return
+    with st.expander(f"Fraud evidence (score {score:.2f}, {len(signals)} signals)", expanded=True):
+        for signal in signals:
+            st.markdown(
+                f"**{str(signal.get('reason_code', '?')).replace('_', ' ')}** "
+                f"(weight {signal.get('weight', 0):.2f}): {signal.get('message', '')}"
+            )
+            evidence = signal.get("evidence")
+            if evidence:
+                st.json(evidence, expanded=False)

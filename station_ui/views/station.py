@@ -1,0 +1,491 @@
+"""Station page: an inspector scans an RMA, photographs the item, confirms receipt and grade,
+and releases the refund.
+
+Actions run in button callbacks, before the page is drawn, so the page always shows the
+return as the API has it after the action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from station_ui.client import JSON, ApiError, Grade, InspectionApi
+from station_ui.display import (
+    GRADES,
+    REASON_LABEL,
+    STATUS_LABEL,
+    call_api,
+    format_grade,
+    format_money,
+    render_decision,
+    render_item_grade,
+    render_photo,
+    show_api_error,
+)
+from station_ui.settings import load_settings
+
+# Station photos are accepted while the parcel is on its way in or on the bench.
+PHOTO_STATUSES = ("label_sent", "item_received")
+RECEIVE_STATUSES = ("label_sent",)
+INSPECT_STATUSES = ("item_received",)
+REVIEW_STATUSES = ("needs_review",)
+PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif"]
+
+K_RETURN = "station_return_id"
+K_CANDIDATES = "station_candidates"
+K_FLASH = "station_flash"
+K_ERROR = "station_error"
+K_UPLOAD = "station_last_upload"
+
+
+def station_api() -> InspectionApi:
+    """The API client with the station's key."""
+    settings = load_settings()
+    return InspectionApi(
+        settings.api_url,
+        api_key=settings.station_key,
+        timeout_seconds=settings.timeout_seconds,
+        upload_timeout_seconds=settings.upload_timeout_seconds,
+    )
+
+
+def refund_idempotency_key(return_id: int) -> str:
+    """One key per return: however often the button is pressed, the refund is paid once."""
+    return f"station-refund-return-{return_id}"
+
+
+def _run_action(action: str, fn: Callable[[], Any], done: str) -> Any:
+    """Runs an action from a callback; the outcome is shown on the next draw of the page."""
+    try:
+        result = fn()
+    except ApiError as error:
+        st.session_state[K_ERROR] = (action, error)
+        return None
+    st.session_state[K_FLASH] = done
+    st.session_state.pop(K_ERROR, None)
+    return result
+
+
+# -- callbacks --------------------------------------------------------------------------------
+
+
+def _on_scan() -> None:
+    code = str(st.session_state.get("scan_code", "")).strip()
+    st.session_state.pop(K_CANDIDATES, None)
+    st.session_state.pop(K_UPLOAD, None)
+    st.session_state.pop(K_ERROR, None)
+    st.session_state.pop(K_FLASH, None)
+    if not code:
+        return
+    api = station_api()
+    looks_like_rma = code.upper().startswith("RMA")
+    try:
+        lookups = (
+            [("rma", code.upper()), ("order_number", code)]
+            if looks_like_rma
+            else [("order_number", code), ("rma", code.upper())]
+        )
+        found: list[JSON] = []
+        for field, value in lookups:
+            page = (
+                api.find_returns(rma=value)
+                if field == "rma"
+                else api.find_returns(order_number=value)
+            )
+            found = list(page.get("data") or [])
+            if found:
+                break
+    except ApiError as error:
+        st.session_state[K_ERROR] = (f"look up {code}", error)
+        return
+    if not found:
+        st.session_state[K_ERROR] = (
+            f"open {code}",
+            ApiError(
+                message=f"no return matches {code}",
+                hint="check the RMA on the label (RMA-000123) or scan the order number",
+                code="not_found",
+            ),
+        )
+        st.session_state.pop(K_RETURN, None)
+    elif len(found) == 1:
+        st.session_state[K_RETURN] = int(found[0]["id"])
+    else:
+        st.session_state.pop(K_RETURN, None)
+        st.session_state[K_CANDIDATES] = found
+
+
+def _on_pick(return_id: int) -> None:
+    st.session_state[K_RETURN] = return_id
+    st.session_state.pop(K_CANDIDATES, None)
+
+
+def _on_upload(return_id: int) -> None:
+    photos: list[tuple[str, bytes, str]] = []
+    for uploaded in st.session_state.get("station_files") or []:
+        photos.append((uploaded.name, uploaded.getvalue(), uploaded.type or "image/jpeg"))
+    camera = st.session_state.get("station_camera")
+    if camera is not None:
+        photos.append((camera.name or "camera.jpg", camera.getvalue(), camera.type or "image/jpeg"))
+    if not photos:
+        st.session_state[K_ERROR] = (
+            "grade photos",
+            ApiError(message="no photo chosen", hint="take a photo or choose files first"),
+        )
+        return
+    api = station_api()
+    result = _run_action(
+        "grade the station photos",
+        lambda: api.upload_photos(return_id, photos=photos, source="station"),
+        f"{len(photos)} station photo(s) graded",
+    )
+    if result is not None:
+        st.session_state[K_UPLOAD] = result
+
+
+def _on_receive(return_id: int) -> None:
+    api = station_api()
+    _run_action("confirm receipt", lambda: api.receive_return(return_id), "Receipt confirmed")
+
+
+def _on_confirm_grade(return_id: int) -> None:
+    api = station_api()
+    _run_action(
+        "confirm the grade", lambda: api.confirm_inspection(return_id), "Inspection confirmed"
+    )
+
+
+def _on_override(return_id: int) -> None:
+    grade: Grade = st.session_state.get("override_grade", "refurbish")
+    reason = str(st.session_state.get("override_reason", "")).strip()
+    if not reason:
+        st.session_state[K_ERROR] = (
+            "override the grade",
+            ApiError(message="an override needs a reason", hint="write what you saw on the item"),
+        )
+        return
+    api = station_api()
+    _run_action(
+        "override the grade",
+        lambda: api.override_grade(return_id, grade=grade, reason=reason),
+        f"Grade set to {grade}",
+    )
+
+
+def _on_review(return_id: int, outcome: str) -> None:
+    reason = str(st.session_state.get("review_reason", "")).strip()
+    if not reason:
+        st.session_state[K_ERROR] = (
+            f"{outcome} the return",
+            ApiError(message="a decision needs a reason", hint="write why in the reason field"),
+        )
+        return
+    api = station_api()
+    _run_action(
+        f"{outcome} the return",
+        lambda: api.decide_return(return_id, outcome=outcome, reason=reason),  # type: ignore[arg-type]
+        f"Return {outcome}d",
+    )
+
+
+def _on_refund(return_id: int) -> None:
+    if not st.session_state.get(f"refund_ok_{return_id}"):
+        st.session_state[K_ERROR] = (
+            "release the refund",
+            ApiError(message="the refund is not confirmed", hint="tick the confirmation first"),
+        )
+        return
+    api = station_api()
+    refund = _run_action(
+        "release the refund",
+        lambda: api.release_refund(return_id, idempotency_key=refund_idempotency_key(return_id)),
+        "Refund released",
+    )
+    if refund is not None:
+        st.session_state[K_FLASH] = (
+            f"Refund released: {format_money(refund.get('amount_cents'), refund.get('currency'))}"
+            f", reference {refund.get('adapter_reference') or refund.get('id')}"
+        )
+
+
+# -- drawing ----------------------------------------------------------------------------------
+
+
+def _draw_messages() -> None:
+    flash = st.session_state.pop(K_FLASH, None)
+    if flash:
+        st.success(flash, icon="✅")
+    failure = st.session_state.pop(K_ERROR, None)
+    if failure:
+        action, error = failure
+        show_api_error(error, action=action)
+
+
+def _draw_scan() -> None:
+    with st.form("scan", clear_on_submit=True, border=False):
+        cols = st.columns([4, 1], vertical_alignment="bottom")
+        cols[0].text_input(
+            "Scan or type an RMA or order number, then Enter",
+            key="scan_code",
+            placeholder="RMA-000123 or order number",
+        )
+        cols[1].form_submit_button("Open", type="primary", on_click=_on_scan, width="stretch")
+    # A barcode scanner types into whatever has focus: put the cursor in the scan field.
+    st.html(
+        """<script>
+        const f = window.parent.document.querySelector('input[aria-label^="Scan or type"]')
+          || document.querySelector('input[aria-label^="Scan or type"]');
+        if (f && document.activeElement?.tagName !== 'INPUT') { f.focus(); }
+        </script>""",
+        unsafe_allow_javascript=True,
+    )
+
+
+def _draw_candidates() -> None:
+    candidates: list[JSON] = st.session_state.get(K_CANDIDATES) or []
+    if not candidates:
+        return
+    st.write(f"{len(candidates)} returns match; pick one:")
+    for summary in candidates:
+        label = f"{summary.get('rma')} · {STATUS_LABEL.get(summary.get('status', ''), '?')}"
+        st.button(label, key=f"pick_{summary['id']}", on_click=_on_pick, args=(int(summary["id"]),))
+
+
+def _draw_header(ret: JSON) -> None:
+    status = str(ret.get("status", ""))
+    st.subheader(f"{ret.get('rma')} · order {ret.get('order_number')}")
+    st.markdown(f"Status: **{STATUS_LABEL.get(status, status)}**")
+    rows = [
+        {
+            "sku": item.get("sku"),
+            "item": item.get("name"),
+            "category": item.get("category"),
+            "price": format_money(item.get("price_cents"), item.get("currency")),
+            "qty": item.get("quantity"),
+            "customer's reason": REASON_LABEL.get(item.get("reason_code", ""), "?"),
+            "customer's words": item.get("reason_text") or "",
+        }
+        for item in ret.get("items") or []
+    ]
+    st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def _draw_photos(api: InspectionApi, ret: JSON) -> None:
+    photos = ret.get("photos") or []
+    customer = [p for p in photos if p.get("source") == "customer"]
+    station = [p for p in photos if p.get("source") == "station"]
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"**Customer photos** ({len(customer)})")
+        if not customer:
+            st.caption("the customer sent no photos")
+        for photo in customer:
+            render_photo(api, photo)
+    with right:
+        st.markdown(f"**Station photos** ({len(station)})")
+        if not station:
+            st.caption("no station photos yet")
+        for photo in station:
+            render_photo(api, photo)
+
+
+def _draw_capture(ret: JSON) -> None:
+    return_id = int(ret["id"])
+    st.markdown("#### Photograph the item")
+    with st.form("station_photos", clear_on_submit=True):
+        use_camera = st.toggle("Use the station camera", key="station_use_camera")
+        if use_camera:
+            st.camera_input("Station camera", key="station_camera")
+        st.file_uploader(
+            "or upload photos",
+            type=PHOTO_TYPES,
+            accept_multiple_files=True,
+            key="station_files",
+        )
+        st.form_submit_button(
+            "Grade station photos", type="primary", on_click=_on_upload, args=(return_id,)
+        )
+
+
+def _draw_last_upload(api: InspectionApi, ret: JSON) -> None:
+    result = st.session_state.get(K_UPLOAD)
+    if not result:
+        return
+    photos = result.get("photos") or []
+    if photos and photos[0].get("id") not in {p.get("id") for p in ret.get("photos") or []}:
+        return  # a result from another return
+    with st.container(border=True):
+        st.markdown("#### Station grade")
+        render_item_grade(result.get("item_grade"), title="Station grade")
+        cols = st.columns(max(1, min(3, len(photos))))
+        for index, photo in enumerate(photos):
+            with cols[index % len(cols)]:
+                render_photo(api, photo)
+
+
+def _draw_receive(ret: JSON) -> None:
+    st.markdown("#### Receipt")
+    station_photos = [p for p in ret.get("photos") or [] if p.get("source") == "station"]
+    if not station_photos:
+        st.caption("Photograph the item first so it can be compared with the customer's photos.")
+    st.button(
+        "Confirm receipt",
+        type="primary",
+        key="confirm_receipt",
+        on_click=_on_receive,
+        args=(int(ret["id"]),),
+    )
+
+
+def _draw_inspection(ret: JSON) -> None:
+    return_id = int(ret["id"])
+    st.markdown("#### Inspection")
+    grade = (ret.get("item_grade") or {}).get("grade")
+    st.button(
+        f"Confirm grade: {format_grade(grade)}",
+        type="primary",
+        key="confirm_grade",
+        on_click=_on_confirm_grade,
+        args=(return_id,),
+        disabled=grade is None,
+    )
+    with st.expander("Override the grade", expanded=False), st.form("override"):
+        default = GRADES.index(grade) if grade in GRADES else 0
+        st.selectbox("Grade", GRADES, index=default, key="override_grade")
+        st.text_input("Reason (required)", key="override_reason")
+        st.form_submit_button("Override grade", on_click=_on_override, args=(return_id,))
+
+
+def _draw_review(ret: JSON) -> None:
+    return_id = int(ret["id"])
+    st.markdown("#### Decide this return")
+    st.text_input("Reason for the decision (required)", key="review_reason")
+    cols = st.columns(2)
+    cols[0].button(
+        "Approve", key="review_approve", on_click=_on_review, args=(return_id, "approve")
+    )
+    cols[1].button("Reject", key="review_reject", on_click=_on_review, args=(return_id, "reject"))
+
+
+def _refund_allowed(ret: JSON) -> bool:
+    status = ret.get("status")
+    if ret.get("refund"):
+        return False
+    if status == "inspected":
+        return True
+    # An instant refund (policy rule) may be paid before the parcel arrives.
+    outcome = (ret.get("decision") or {}).get("outcome")
+    return status == "approved" and outcome == "approve_refund"
+
+
+def _draw_refund(api: InspectionApi, ret: JSON) -> None:
+    return_id = int(ret["id"])
+    refund = ret.get("refund")
+    if refund:
+        with st.container(border=True):
+            st.markdown("#### Refund")
+            amount = format_money(refund.get("amount_cents"), refund.get("currency"))
+            cols = st.columns(3)
+            cols[0].metric("Refunded", amount)
+            cols[1].metric("Status", str(refund.get("status")))
+            cols[2].metric("Reference", str(refund.get("adapter_reference") or refund.get("id")))
+            st.caption(
+                f"refund {refund.get('id')} via {refund.get('adapter')}, "
+                f"idempotency key {refund.get('idempotency_key')}"
+            )
+        return
+    if not _refund_allowed(ret):
+        return
+    quote = call_api("get the refund quote", lambda: api.refund_quote(return_id))
+    if quote is None:
+        return
+    with st.container(border=True):
+        st.markdown("#### Refund")
+        amount = format_money(quote.get("amount_cents"), quote.get("currency"))
+        cols = st.columns(3)
+        cols[0].metric("Refund amount", amount)
+        cols[1].metric("Item price", format_money(quote.get("gross_cents"), quote.get("currency")))
+        cols[2].metric("Grade", format_grade(quote.get("grade")))
+        for deduction in quote.get("deductions") or []:
+            st.caption(
+                f"− {format_money(deduction.get('amount_cents'), quote.get('currency'))}: "
+                f"{deduction.get('reason')}"
+            )
+        confirmed = st.checkbox(
+            f"I checked the item: refund {amount} to the customer", key=f"refund_ok_{return_id}"
+        )
+        st.button(
+            f"Release refund of {amount}",
+            type="primary",
+            key="release_refund",
+            disabled=not confirmed,
+            on_click=_on_refund,
+            args=(return_id,),
+        )
+
+
+def _draw_history(api: InspectionApi, ret: JSON) -> None:
+    with st.expander("History (audit log)"):
+        audit = call_api("load the history", lambda: api.audit(int(ret["id"])))
+        if audit is None:
+            return
+        events = audit.get("events") or []
+        st.caption("hash chain intact" if audit.get("chain_valid") else "⚠️ hash chain broken")
+        st.dataframe(
+            [
+                {
+                    "seq": e.get("seq"),
+                    "at": e.get("at"),
+                    "actor": e.get("actor"),
+                    "action": e.get("action"),
+                    "to": (e.get("after") or {}).get("status")
+                    if isinstance(e.get("after"), dict)
+                    else e.get("after"),
+                }
+                for e in events
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+
+
+def _draw_return(api: InspectionApi, return_id: int) -> None:
+    ret = call_api("load the return", lambda: api.get_return(return_id))
+    if ret is None:
+        return
+    status = str(ret.get("status"))
+    _draw_header(ret)
+    _draw_photos(api, ret)
+    st.markdown("#### Grade and decision")
+    render_item_grade(ret.get("item_grade"))
+    render_decision(ret.get("decision"))
+    _draw_last_upload(api, ret)
+    if status in PHOTO_STATUSES:
+        _draw_capture(ret)
+    if status in RECEIVE_STATUSES:
+        _draw_receive(ret)
+    if status in INSPECT_STATUSES:
+        _draw_inspection(ret)
+    if status in REVIEW_STATUSES:
+        _draw_review(ret)
+    _draw_refund(api, ret)
+    _draw_history(api, ret)
+
+
+def main() -> None:
+    """Draws the station page."""
+    st.title("Inspection station")
+    _draw_scan()
+    _draw_messages()
+    _draw_candidates()
+    return_id = st.session_state.get(K_RETURN)
+    if return_id is None:
+        st.caption("Scan the RMA barcode on the parcel label to start.")
+        return
+    _draw_return(station_api(), int(return_id))
+
+
+main()
