@@ -34,6 +34,7 @@ from sqlmodel import Session, col, or_, select
 from inspection.observability import WEBHOOK_DELIVERIES
 from inspection.returns.signing import sign_payload
 from inspection.settings import Settings, WebhookSettings
+from inspection.store.db import SQLITE_BEGIN_OPTION
 from inspection.store.records import OutboxEvent, WebhookDelivery, WebhookEndpoint, utcnow
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,14 @@ def _claim(*, engine: Engine, now: datetime, stale_before: datetime) -> list[_Cl
         (col(WebhookDelivery.status) == "sending")
         & (col(WebhookDelivery.claimed_at) < stale_before),
     )
-    with Session(engine) as session:
+    # SQLite: take the write lock at BEGIN; a deferred read-then-write transaction would fail
+    # with "database is locked" when another worker commits between our read and our write.
+    claim_engine = (
+        engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        if engine.dialect.name == "sqlite"
+        else engine
+    )
+    with Session(claim_engine) as session:
         query = (
             select(WebhookDelivery.id, WebhookDelivery.status)
             .where(due)
