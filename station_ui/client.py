@@ -24,6 +24,11 @@ PhotoSource = Literal["customer", "station"]
 PhotoFile = tuple[str, bytes, str]
 
 
+def refund_idempotency_key(*, return_id: int) -> str:
+    """One key per return: however often the button is pressed, the refund is paid once."""
+    return f"station-refund-return-{return_id}"
+
+
 @dataclass
 class ApiError(Exception):
     """An API call that did not succeed, in words a person can act on."""

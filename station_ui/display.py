@@ -46,7 +46,7 @@ def format_money(cents: int | None, currency: str | None) -> str:
         return "–"
     sign = "-" if cents < 0 else ""
     whole, minor = divmod(abs(int(cents)), 100)
-    return f"{sign}{currency or ''} {whole:,}.{minor:02d}".strip()
+    return f"{currency or ''} {sign}{whole:,}.{minor:02d}".strip()
 
 
 def format_grade(grade: str | None) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from station_ui.client import JSON, ApiError, Grade, InspectionApi
+from station_ui.client import JSON, ApiError, Grade, InspectionApi, refund_idempotency_key
 from station_ui.display import (
     GRADES,
     REASON_LABEL,
@@ -50,11 +50,6 @@ def station_api() -> InspectionApi:
         timeout_seconds=settings.timeout_seconds,
         upload_timeout_seconds=settings.upload_timeout_seconds,
     )
-
-
-def refund_idempotency_key(return_id: int) -> str:
-    """One key per return: however often the button is pressed, the refund is paid once."""
-    return f"station-refund-return-{return_id}"
 
 
 def _run_action(action: str, fn: Callable[[], Any], done: str) -> Any:
@@ -201,7 +196,9 @@ def _on_refund(return_id: int) -> None:
     api = station_api()
     refund = _run_action(
         "release the refund",
-        lambda: api.release_refund(return_id, idempotency_key=refund_idempotency_key(return_id)),
+        lambda: api.release_refund(
+            return_id, idempotency_key=refund_idempotency_key(return_id=return_id)
+        ),
         "Refund released",
     )
     if refund is not None:
