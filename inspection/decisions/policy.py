@@ -282,12 +282,13 @@ class Policy(_Strict):
             merged[name] = {**_deep_merge(default, entry or {}), "name": name}
         return {**data, "categories": merged}
 
-    @model_validator(mode="after")
-    def _required_categories(self) -> Policy:
-        missing = [c for c in REQUIRED_CATEGORIES if c not in self.categories]
+    @field_validator("categories")
+    @classmethod
+    def _required_categories(cls, value: dict[str, CategoryPolicy]) -> dict[str, CategoryPolicy]:
+        missing = [c for c in REQUIRED_CATEGORIES if c not in value]
         if missing:
             raise ValueError(f"categories missing: {', '.join(missing)}")
-        return self
+        return value
 
     @property
     def zone(self) -> ZoneInfo:
