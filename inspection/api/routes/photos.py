@@ -1,5 +1,141 @@
-"""Routes for photos (being built)."""
+"""Routes for photos: upload to a return, fetch the original or annotated image, and erase a
+customer's photos on a privacy request.
+"""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Path, Request, Response, UploadFile, status
+
+from inspection.api.deps import AdminDep, PrincipalDep, SessionDep
+from inspection.errors import PhotoRejected, PhotoTooLarge, ServiceUnavailable
+from inspection.observability import PHOTOS_REJECTED
+from inspection.returns import photos as photo_service
+from inspection.returns import public
+from inspection.returns.deps import AppSettingsDep, BlobsDep, ReturnDep, ensure_can_see
+from inspection.returns.schemas import PhotosAdded, PhotosDeleted
+from inspection.returns.service import get_return
 
 router = APIRouter(tags=["photos"])
+READ_CHUNK = 1024 * 1024
+
+
+def _read_limited(upload: UploadFile, *, max_bytes: int, index: int) -> bytes:
+    """Reads an upload in chunks and stops as soon as it passes the limit."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := upload.file.read(READ_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise PhotoTooLarge(
+                f"{upload.filename or f'file {index + 1}'} is larger than "
+                f"{max_bytes // (1024 * 1024)} MB",
+                hint="send a smaller photo (a phone photo at normal quality is 2-6 MB)",
+                details={"file_index": index, "max_bytes": max_bytes},
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/returns/{return_id}/photos", status_code=status.HTTP_201_CREATED, response_model=PhotosAdded
+)
+def add_photos(
+    request: Request,
+    ret: ReturnDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: AppSettingsDep,
+    blobs: BlobsDep,
+    files: Annotated[list[UploadFile], File(description="1..10 photos")],
+    source: Annotated[Literal["customer", "station"], Form()],
+    return_item_id: Annotated[int | None, Form(ge=1)] = None,
+) -> PhotosAdded:
+    """Checks, grades and stores photos of a return (nothing is stored if any file is bad)."""
+    pipeline = getattr(request.app.state, "grading", None)
+    if pipeline is None:
+        raise ServiceUnavailable("the grading models are not loaded", hint="retry shortly")
+    limit = settings.intake.max_photos_per_request
+    uploads = [
+        photo_service.Upload(
+            filename=f.filename,
+            content_type=f.content_type,
+            data=_read_limited(f, max_bytes=settings.intake.max_bytes, index=i),
+        )
+        for i, f in enumerate(files[: limit + 1])
+    ]
+    try:
+        result = photo_service.add_photos(
+            session=session,
+            ret=ret,
+            uploads=uploads,
+            source=source,
+            role=principal.role,
+            actor=principal.actor,
+            return_item_id=return_item_id,
+            pipeline=pipeline,
+            blobs=blobs,
+            max_photos=limit,
+        )
+    except PhotoRejected as exc:
+        PHOTOS_REJECTED.labels(code=exc.code).inc()
+        raise
+    photos = public.photos_public(session=session, photos=result.photos)
+    return PhotosAdded(photos=photos, item_grade=public.item_grade_public(result.item, photos))
+
+
+def _image(
+    *, photo_id: int, session: SessionDep, principal: PrincipalDep, blobs: BlobsDep, annotated: bool
+) -> Response:
+    photo = photo_service.get_photo(session=session, photo_id=photo_id)
+    ensure_can_see(principal=principal, ret=get_return(session=session, return_id=photo.return_id))
+    data = photo_service.photo_bytes(photo=photo, blobs=blobs, annotated=annotated)
+    media_type = "image/png" if annotated else photo.content_type
+    return Response(
+        content=data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+@router.get("/photos/{photo_id}/image", response_class=Response)
+def photo_image(
+    photo_id: Annotated[int, Path(ge=1)],
+    session: SessionDep,
+    principal: PrincipalDep,
+    blobs: BlobsDep,
+) -> Response:
+    """The original photo as uploaded."""
+    return _image(
+        photo_id=photo_id, session=session, principal=principal, blobs=blobs, annotated=False
+    )
+
+
+@router.get("/photos/{photo_id}/annotated", response_class=Response)
+def photo_annotated(
+    photo_id: Annotated[int, Path(ge=1)],
+    session: SessionDep,
+    principal: PrincipalDep,
+    blobs: BlobsDep,
+) -> Response:
+    """The photo with defect boxes and labels drawn on it."""
+    return _image(
+        photo_id=photo_id, session=session, principal=principal, blobs=blobs, annotated=True
+    )
+
+
+@router.delete("/customers/{customer_id}/photos", response_model=PhotosDeleted)
+def delete_customer_photos(
+    customer_id: Annotated[int, Path(ge=1)],
+    session: SessionDep,
+    principal: AdminDep,
+    blobs: BlobsDep,
+) -> PhotosDeleted:
+    """Erases a customer's photos on request; the audit log keeps that it happened."""
+    deleted = photo_service.delete_customer_photos(
+        session=session,
+        customer_id=customer_id,
+        blobs=blobs,
+        actor=principal.actor,
+        reason="customer privacy request",
+    )
+    return PhotosDeleted(deleted=deleted)

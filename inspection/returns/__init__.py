@@ -1,0 +1,1 @@
+"""The returns domain: lifecycle, orders, photos, decisions, refunds, audit and webhooks."""

@@ -1,0 +1,238 @@
+"""Gathers the facts the pure decision functions need from the database: order lines, the
+customer's history, the photos of a return and near-identical photos on other returns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from inspection.decisions.types import (
+    CustomerHistory,
+    GradeFacts,
+    OrderContext,
+    OrderLineFacts,
+    PhotoEvidence,
+    PhotoMatch,
+    ReturnClaim,
+)
+from inspection.grading.types import ExifFacts
+from inspection.store.models import (
+    Customer,
+    DecisionRecord,
+    Inspection,
+    Order,
+    OrderLine,
+    Photo,
+    Return,
+    ReturnItem,
+)
+
+# Photos whose 64-bit perceptual hashes differ in at most this many bits are candidates for
+# "the same picture" (re-encoded or resized copies stay within ~4); the policy's own, usually
+# tighter, threshold then decides whether it counts as reuse.
+PHASH_SEARCH_RADIUS = 8
+# A past decision at or above this fraud score counts as a prior fraud flag on the customer.
+PRIOR_FLAG_SCORE = 0.5
+
+
+def line_facts(*, order: Order, line: OrderLine) -> OrderLineFacts:
+    """An order line as the policy sees it."""
+    return OrderLineFacts(
+        sku=line.sku,
+        category=line.category,
+        price_cents=line.price_cents,
+        currency=line.currency,
+        quantity=line.quantity,
+        final_sale=line.final_sale,
+        ordered_at=order.ordered_at,
+        delivered_at=order.delivered_at,
+    )
+
+
+def claim_facts(*, ret: Return, item: ReturnItem) -> ReturnClaim:
+    """What the customer claimed for one item."""
+    return ReturnClaim(
+        reason_code=item.reason_code,  # type: ignore[arg-type]
+        reason_text=item.reason_text,
+        requested_at=ret.created_at,
+        quantity=item.quantity,
+    )
+
+
+def order_context(*, session: Session, order: Order) -> OrderContext:
+    """Order-level facts for the fraud signals."""
+    lines = session.exec(select(OrderLine).where(OrderLine.order_id == order.id)).all()
+    return OrderContext(
+        order_value_cents=sum(line.price_cents * line.quantity for line in lines),
+        currency=order.currency,
+        shipping_country=order.shipping_country,
+        billing_country=order.billing_country,
+        expedited_shipping=order.expedited_shipping,
+        ordered_at=order.ordered_at,
+        delivered_at=order.delivered_at,
+    )
+
+
+def customer_history(*, session: Session, ret: Return, now: datetime) -> CustomerHistory:
+    """The customer's orders, other returns and earlier fraud flags, counted."""
+    customer = session.get(Customer, ret.customer_id)
+    assert customer is not None  # foreign key
+    others = select(Return).where(Return.customer_id == ret.customer_id, Return.id != ret.id)
+
+    def count_returns(since: datetime | None) -> int:
+        query = select(func.count()).select_from(others.subquery())
+        if since is not None:
+            sub = others.where(Return.created_at >= since).subquery()
+            query = select(func.count()).select_from(sub)
+        return int(session.exec(query).one())
+
+    orders_count = session.exec(
+        select(func.count()).where(Order.customer_id == ret.customer_id)
+    ).one()
+    flags = session.exec(
+        select(func.count(func.distinct(DecisionRecord.return_id)))
+        .join(Return, col(Return.id) == DecisionRecord.return_id)
+        .where(
+            Return.customer_id == ret.customer_id,
+            Return.id != ret.id,
+            DecisionRecord.fraud_score >= PRIOR_FLAG_SCORE,
+        )
+    ).one()
+    return CustomerHistory(
+        customer_id=customer.id,  # type: ignore[arg-type]
+        account_created_at=customer.created_at,
+        orders_count=int(orders_count),
+        returns_count=count_returns(None),
+        returns_last_30d=count_returns(now - timedelta(days=30)),
+        returns_last_90d=count_returns(now - timedelta(days=90)),
+        prior_fraud_flags=int(flags),
+    )
+
+
+def _photo_grades(*, session: Session, photo_ids: list[int]) -> dict[int, Inspection]:
+    if not photo_ids:
+        return {}
+    rows = session.exec(
+        select(Inspection)
+        .where(col(Inspection.photo_id).in_(photo_ids), Inspection.scope == "photo")
+        .order_by(col(Inspection.id))
+    ).all()
+    return {row.photo_id: row for row in rows if row.photo_id is not None}
+
+
+def return_photos(
+    *, session: Session, return_id: int, source: str | None = None, item_id: int | None = None
+) -> list[Photo]:
+    """Photos of a return (optionally of one source and item), oldest first, deleted included."""
+    query = select(Photo).where(Photo.return_id == return_id)
+    if source is not None:
+        query = query.where(Photo.source == source)
+    if item_id is not None:
+        query = query.where(
+            (Photo.return_item_id == item_id) | (col(Photo.return_item_id).is_(None))
+        )
+    return list(session.exec(query.order_by(col(Photo.id))).all())
+
+
+def photo_evidence(*, session: Session, photos: list[Photo]) -> list[PhotoEvidence]:
+    """Photos as the fraud checks read them."""
+    grades = _photo_grades(session=session, photo_ids=[p.id for p in photos if p.id is not None])
+    evidence = []
+    for photo in photos:
+        graded = grades.get(photo.id)  # type: ignore[arg-type]
+        evidence.append(
+            PhotoEvidence(
+                photo_id=photo.id,  # type: ignore[arg-type]
+                source=photo.source,  # type: ignore[arg-type]
+                sha256=photo.sha256,
+                phash=photo.phash,
+                exif=ExifFacts.model_validate(photo.exif or {}),
+                grade=graded.grade if graded else None,  # type: ignore[arg-type]
+                defect_types=[d.get("defect_type", "") for d in (graded.defects if graded else [])],
+            )
+        )
+    return evidence
+
+
+def hamming(a: str, b: str) -> int:
+    """Bits that differ between two 64-bit hashes written as hex."""
+    try:
+        return (int(a, 16) ^ int(b, 16)).bit_count()
+    except ValueError:
+        return 64
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b / denom) if denom > 0 else 0.0
+
+
+def photo_matches(
+    *, session: Session, ret: Return, photos: list[Photo], min_similarity: float
+) -> list[PhotoMatch]:
+    """Near-identical photos on other returns: close perceptual hash or embedding."""
+    if not photos:
+        return []
+    # Every other return's photo is a candidate; deleted photos keep their hashes for this.
+    candidates = session.exec(
+        select(Photo.id, Photo.return_id, Photo.phash, Photo.embedding, Return.customer_id)
+        .join(Return, col(Return.id) == Photo.return_id)
+        .where(Photo.return_id != ret.id)
+    ).all()
+    matches: list[PhotoMatch] = []
+    for photo in photos:
+        mine = np.asarray(photo.embedding, dtype=np.float32) if photo.embedding else None
+        for other_id, other_return, other_phash, other_embedding, other_customer in candidates:
+            distance = hamming(photo.phash, other_phash)
+            similarity = None
+            if mine is not None and other_embedding and len(other_embedding) == len(mine):
+                similarity = _cosine(mine, np.asarray(other_embedding, dtype=np.float32))
+            if distance <= PHASH_SEARCH_RADIUS or (
+                similarity is not None and similarity >= min_similarity
+            ):
+                matches.append(
+                    PhotoMatch(
+                        photo_id=photo.id,  # type: ignore[arg-type]
+                        matched_photo_id=other_id,
+                        matched_return_id=other_return,
+                        matched_customer_id=other_customer,
+                        same_customer=other_customer == ret.customer_id,
+                        phash_distance=distance,
+                        embedding_similarity=similarity,
+                    )
+                )
+    return matches
+
+
+def latest_item_grade(
+    *, session: Session, return_id: int, sources: tuple[str, ...], item_id: int | None = None
+) -> Inspection | None:
+    """The newest item-level grade from the given sources (for one item or the whole return)."""
+    query = select(Inspection).where(
+        Inspection.return_id == return_id,
+        Inspection.scope == "item",
+        col(Inspection.source).in_(sources),
+    )
+    if item_id is not None:
+        query = query.where(
+            (Inspection.return_item_id == item_id) | (col(Inspection.return_item_id).is_(None))
+        )
+    return session.exec(query.order_by(col(Inspection.id).desc())).first()
+
+
+def grade_facts(row: Inspection | None) -> GradeFacts | None:
+    """An item grade as the decision engine takes it."""
+    if row is None:
+        return None
+    return GradeFacts(
+        grade=row.grade,  # type: ignore[arg-type]
+        confidence=min(max(row.confidence, 0.0), 1.0),
+        needs_review=row.needs_review,
+        reason_codes=list(row.reason_codes),
+        model_version=row.model_version,
+        decided_by="inspector" if row.decided_by == "inspector" else "model",
+    )

@@ -1,0 +1,379 @@
+"""Photos of a return: upload (intake -> grade -> blob store -> rows), unit comparison between
+customer and station photos, privacy deletion and the retention purge.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from inspection.errors import Forbidden, InvalidInput, NotFound
+from inspection.grading.types import IntakePhoto, ItemGrade
+from inspection.observability import PHOTOS_GRADED
+from inspection.returns import facts
+from inspection.returns.audit import record_event
+from inspection.returns.lifecycle import ensure_status
+from inspection.store.blobs import BlobStore
+from inspection.store.models import Inspection, OrderLine, Photo, Return, ReturnItem, utcnow
+
+log = logging.getLogger(__name__)
+
+# Where each source may upload: customers while claiming, the station once the parcel is coming.
+SOURCE_STATUSES = {
+    "customer": ("return_requested",),
+    "station": ("label_sent", "item_received"),
+}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file, read in full (the router enforced the size limit while reading)."""
+
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PhotosResult:
+    photos: list[Photo]
+    item: Inspection
+
+
+def _check_source(*, ret: Return, source: str, role: str) -> None:
+    if source not in SOURCE_STATUSES:
+        raise InvalidInput(
+            f"unknown photo source {source!r}", hint="send source=customer or source=station"
+        )
+    if role == "customer" and source != "customer":
+        raise Forbidden("customers may only upload customer photos", hint="send source=customer")
+    if source == "station" and role not in ("station", "admin"):
+        raise Forbidden(
+            "station photos come from the station role",
+            hint="use a station API key to upload station photos",
+        )
+    if source == "customer" and role not in ("customer", "admin", "integration", "station"):
+        raise Forbidden(f"the {role} role may not upload customer photos")
+    ensure_status(ret=ret, allowed=SOURCE_STATUSES[source], action=f"add {source} photos to")
+
+
+def add_photos(
+    *,
+    session: Session,
+    ret: Return,
+    uploads: list[Upload],
+    source: str,
+    role: str,
+    actor: str,
+    return_item_id: int | None,
+    pipeline: Any,
+    blobs: BlobStore,
+    max_photos: int,
+) -> PhotosResult:
+    """Checks, grades and stores photos; a rejected file rejects the request and writes nothing."""
+    _check_source(ret=ret, source=source, role=role)
+    if not 1 <= len(uploads) <= max_photos:
+        raise InvalidInput(
+            f"send between 1 and {max_photos} photos per request ({len(uploads)} sent)",
+            hint="split the photos over several requests",
+        )
+    items = session.exec(select(ReturnItem).where(ReturnItem.return_id == ret.id)).all()
+    item = None
+    if return_item_id is not None:
+        item = next((i for i in items if i.id == return_item_id), None)
+        if item is None:
+            raise InvalidInput(
+                f"return_item_id {return_item_id} is not an item of this return",
+                hint="use one of the item ids listed in the return",
+            )
+    target = item or items[0]
+    line = session.get(OrderLine, target.order_line_id)
+    category = line.category if line else None
+    # Everything that can reject a file happens before anything is written.
+    intakes: list[IntakePhoto] = []
+    for index, upload in enumerate(uploads):
+        try:
+            intakes.append(
+                pipeline.intake(
+                    data=upload.data, content_type=upload.content_type, filename=upload.filename
+                )
+            )
+        except Exception as exc:
+            if hasattr(exc, "details") and isinstance(exc.details, dict):
+                exc.details.setdefault("file_index", index)
+                if upload.filename:
+                    exc.details.setdefault("filename", upload.filename)
+            raise
+    graded: ItemGrade = pipeline.grade_photos(photos=intakes, category=category, source=source)
+    annotated = [
+        pipeline.annotate(photo=intake, grade=grade)
+        for intake, grade in zip(intakes, graded.photos, strict=True)
+    ]
+    # Blobs first (content-addressed, so a retry after a failed commit rewrites nothing), rows
+    # after: a committed row always points at bytes on disk.
+    keys = [blobs.put(intake.data) for intake in intakes]
+    annotated_keys = [blobs.put(data) for data in annotated]
+    photos: list[Photo] = []
+    for intake, grade, key, annotated_key in zip(
+        intakes, graded.photos, keys, annotated_keys, strict=True
+    ):
+        photo = Photo(
+            return_id=ret.id,  # type: ignore[arg-type]
+            return_item_id=item.id if item else None,
+            source=source,
+            blob_key=key,
+            annotated_blob_key=annotated_key,
+            sha256=intake.facts.sha256,
+            phash=intake.facts.phash,
+            content_type=intake.facts.content_type,
+            byte_size=intake.facts.byte_size,
+            width=intake.facts.width,
+            height=intake.facts.height,
+            exif=intake.facts.exif.model_dump(mode="json"),
+            quality_passed=grade.quality.passed,
+            quality_flags=list(grade.quality.flags),
+            quality_advice=list(grade.quality.advice),
+            embedding=[float(v) for v in grade.embedding] if grade.embedding else None,
+        )
+        session.add(photo)
+        session.flush()
+        session.add(
+            Inspection(
+                return_id=ret.id,  # type: ignore[arg-type]
+                photo_id=photo.id,
+                return_item_id=photo.return_item_id,
+                scope="photo",
+                source=source,
+                grade=grade.grade,
+                confidence=float(grade.confidence),
+                probabilities={k: float(v) for k, v in grade.probabilities.items()},
+                defects=[d.model_dump(mode="json") for d in grade.defects],
+                model_version=grade.model_version,
+                detector_version=grade.detector_version,
+                latency_ms=float(grade.latency_ms),
+            )
+        )
+        PHOTOS_GRADED.labels(source=source, grade=grade.grade).inc()
+        photos.append(photo)
+    # The item grade covers every photo of this source so far, not only this request's.
+    item_row = _item_grade(
+        session=session,
+        ret=ret,
+        source=source,
+        item_id=item.id if item else None,
+        graded=graded,
+        pipeline=pipeline,
+        category=category,
+        new_intakes=intakes,
+        blobs=blobs,
+    )
+    session.add(item_row)
+    session.flush()
+    record_event(
+        session=session,
+        return_id=ret.id,
+        actor=actor,
+        action=f"photos.added.{source}",
+        before=None,
+        after={
+            "photo_ids": [p.id for p in photos],
+            "sha256": [p.sha256 for p in photos],
+            "item_grade": item_row.grade,
+            "quality_flags": [p.quality_flags for p in photos],
+        },
+        model_version=item_row.model_version,
+        confidence=item_row.confidence,
+    )
+    ret.updated_at = utcnow()
+    session.add(ret)
+    session.commit()
+    for photo in photos:
+        session.refresh(photo)
+    session.refresh(item_row)
+    return PhotosResult(photos=photos, item=item_row)
+
+
+def _item_grade(
+    *,
+    session: Session,
+    ret: Return,
+    source: str,
+    item_id: int | None,
+    graded: ItemGrade,
+    pipeline: Any,
+    category: str | None,
+    new_intakes: list[IntakePhoto],
+    blobs: BlobStore,
+) -> Inspection:
+    earlier = [
+        p
+        for p in facts.return_photos(
+            session=session,
+            return_id=ret.id,  # type: ignore[arg-type]
+            source=source,
+            item_id=item_id,
+        )
+        if p.deleted_at is None
+        and p.blob_key
+        and p.sha256 not in {i.facts.sha256 for i in new_intakes}
+    ]
+    overall = graded
+    if earlier:
+        # Regrade with all photos of the item so more evidence can only sharpen the grade.
+        intakes = list(new_intakes)
+        for photo in earlier:
+            try:
+                data = blobs.get(photo.blob_key)  # type: ignore[arg-type]
+                intakes.append(pipeline.intake(data=data, content_type=None, filename=None))
+            except Exception:
+                log.warning("could not re-read photo %s for the item grade", photo.id)
+        overall = pipeline.grade_photos(photos=intakes, category=category, source=source)
+    return Inspection(
+        return_id=ret.id,  # type: ignore[arg-type]
+        return_item_id=item_id,
+        scope="item",
+        source=source,
+        grade=overall.grade,
+        confidence=float(overall.confidence),
+        probabilities={k: float(v) for k, v in overall.probabilities.items()},
+        defects=[d.model_dump(mode="json") for p in overall.photos for d in p.defects],
+        needs_review=overall.needs_review,
+        reason_codes=list(overall.reason_codes),
+        model_version=overall.model_version,
+        detector_version=overall.detector_version,
+        latency_ms=float(sum(p.latency_ms for p in overall.photos)),
+    )
+
+
+def compare_return_units(*, session: Session, ret: Return, item_id: int | None) -> Any:
+    """Customer vs station photos of one item (same unit? new damage?); None if a side is empty."""
+    from inspection.grading.unit_match import compare_units
+
+    def side(source: str) -> list[Photo]:
+        return [
+            p
+            for p in facts.return_photos(
+                session=session,
+                return_id=ret.id,  # type: ignore[arg-type]
+                source=source,
+                item_id=item_id,
+            )
+            if p.deleted_at is None
+        ]
+
+    customer, station = side("customer"), side("station")
+    if not customer or not station:
+        return None
+    return compare_units(
+        customer=facts.photo_evidence(session=session, photos=customer),
+        station=facts.photo_evidence(session=session, photos=station),
+        customer_embeddings=[p.embedding for p in customer],
+        station_embeddings=[p.embedding for p in station],
+    )
+
+
+def get_photo(*, session: Session, photo_id: int) -> Photo:
+    """The photo with that id; NotFound otherwise."""
+    photo = session.get(Photo, photo_id)
+    if photo is None:
+        raise NotFound(f"no photo {photo_id}", hint="check the photo id in the return")
+    return photo
+
+
+def photo_bytes(*, photo: Photo, blobs: BlobStore, annotated: bool) -> bytes:
+    """The original (or annotated) image of a photo; NotFound once deleted."""
+    key = photo.annotated_blob_key if annotated else photo.blob_key
+    if photo.deleted_at is not None or key is None:
+        raise NotFound(f"photo {photo.id} was deleted", hint="deleted photos cannot be shown again")
+    return blobs.get(key)
+
+
+def delete_customer_photos(
+    *, session: Session, customer_id: int, blobs: BlobStore, actor: str, reason: str
+) -> int:
+    """Erases a customer's photos on request; the audit log keeps that it happened."""
+    from inspection.store.models import Customer
+
+    if session.get(Customer, customer_id) is None:
+        raise NotFound(f"no customer {customer_id}", hint="check the customer id")
+    photos = list(
+        session.exec(
+            select(Photo)
+            .join(Return, col(Return.id) == Photo.return_id)
+            .where(
+                Return.customer_id == customer_id,
+                Photo.source == "customer",
+                col(Photo.deleted_at).is_(None),
+            )
+        ).all()
+    )
+    return _erase_with_audit(
+        session=session, photos=photos, blobs=blobs, actor=actor, reason=reason
+    )
+
+
+def _erase_with_audit(
+    *, session: Session, photos: list[Photo], blobs: BlobStore, actor: str, reason: str
+) -> int:
+    by_return: dict[int, list[int]] = {}
+    for photo in photos:
+        by_return.setdefault(photo.return_id, []).append(photo.id)  # type: ignore[arg-type]
+    # Rows first, then blobs after commit: a failed commit must not lose images still referenced.
+    now = utcnow()
+    keys: set[str] = set()
+    for photo in photos:
+        keys.update(k for k in (photo.blob_key, photo.annotated_blob_key) if k)
+        photo.blob_key = None
+        photo.annotated_blob_key = None
+        photo.embedding = None
+        photo.exif = {}
+        photo.deleted_at = now
+        session.add(photo)
+    session.flush()
+    for return_id, ids in sorted(by_return.items()):
+        record_event(
+            session=session,
+            return_id=return_id,
+            actor=actor,
+            action="photos.deleted",
+            before=None,
+            after={"photo_ids": ids, "reason": reason},
+        )
+    session.commit()
+    in_use = set(
+        session.exec(select(Photo.blob_key).where(col(Photo.blob_key).in_(keys))).all()
+    ) | set(
+        session.exec(
+            select(Photo.annotated_blob_key).where(col(Photo.annotated_blob_key).in_(keys))
+        ).all()
+    )
+    for key in keys - in_use:
+        blobs.delete(key)
+    return len(photos)
+
+
+def purge_expired_photos(
+    *, session: Session, blobs: BlobStore, retention_days: int, actor: str = "retention"
+) -> int:
+    """Erases customer photos older than the retention period; returns how many."""
+    cutoff = utcnow() - timedelta(days=retention_days)
+    photos = list(
+        session.exec(
+            select(Photo).where(
+                Photo.source == "customer",
+                col(Photo.deleted_at).is_(None),
+                Photo.created_at < cutoff,
+            )
+        ).all()
+    )
+    return _erase_with_audit(
+        session=session,
+        photos=photos,
+        blobs=blobs,
+        actor=actor,
+        reason=f"retention of {retention_days} days expired",
+    )

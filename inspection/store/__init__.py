@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, the engine with its migrations, and the photo blob store."""
