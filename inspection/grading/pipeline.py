@@ -130,15 +130,18 @@ class GradingPipeline:
     def reload(self) -> dict[str, str]:
         """Loads the models from disk again and swaps them in; on error the old ones stay."""
         with self._lock:
-            models = self._load()
-            self._models = models
+            old, self._models = self._models, self._load()
+        if old is not None:
+            old.grader.close()  # queued photos still run on the old model before it stops
         log.info("grading models reloaded: %s", self.model_versions)
         return self.model_versions
 
     def close(self) -> None:
         """Drops the model sessions (ONNX Runtime frees them with the last reference)."""
         with self._lock:
-            self._models = None
+            old, self._models = self._models, None
+        if old is not None:
+            old.grader.close()
 
     def intake(self, *, data: bytes, content_type: str | None, filename: str | None) -> IntakePhoto:
         """Validates and decodes one upload (see `intake_photo`)."""

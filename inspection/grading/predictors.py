@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from inspection.errors import ServiceUnavailable
+from inspection.grading.batching import GraderBatcher
 from inspection.grading.model_card import ModelCard, file_sha256, load_card
 from inspection.grading.preprocess import Letterbox, letterbox, to_model_input
 from inspection.grading.types import GRADES, Defect, Severity
@@ -187,17 +188,26 @@ class OnnxModel:
             extra={"ctx_model": self.card.version_label, "ctx_provider": self.provider},
         )
 
-    def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        """Runs the session (thread-safe in ONNX Runtime), chunking for fixed-batch exports."""
+    def run_outputs(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """Runs the session (thread-safe in ONNX Runtime); outputs in `output_names` order.
+
+        Exports with a fixed batch size are fed in chunks of that size.
+        """
         chunk = self.fixed_batch or len(tensor)
         parts = [
             self.session.run(self.output_names, {self.input_name: tensor[i : i + chunk]})
             for i in range(0, len(tensor), chunk)
         ]
-        return {
-            name: np.concatenate([part[k] for part in parts], axis=0)
-            for k, name in enumerate(self.output_names)
-        }
+        if len(parts) == 1:
+            return [np.asarray(out) for out in parts[0]]
+        return [
+            np.concatenate([part[k] for part in parts], axis=0)
+            for k in range(len(self.output_names))
+        ]
+
+    def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        """Runs the session; outputs by name."""
+        return dict(zip(self.output_names, self.run_outputs(tensor), strict=True))
 
 
 class OnnxGrader(Predictor[GraderResult]):
@@ -212,8 +222,9 @@ class OnnxGrader(Predictor[GraderResult]):
                 hint="export the grader with classes resell, refurbish, reject",
             )
         self._order = [self.card.classes.index(g) for g in GRADES]
-        self._logits_name = self.card.outputs.get("logits", "logits")
-        self._embedding_name = self.card.outputs.get("embedding", "embedding")
+        # The card's `outputs` describes tensors by name; classifiers name theirs like this.
+        self._logits_name = "logits"
+        self._embedding_name = "embedding"
         if self._logits_name not in self.model.output_names:
             raise ServiceUnavailable(
                 f"grader has no '{self._logits_name}' output (has {self.model.output_names})",
@@ -223,6 +234,13 @@ class OnnxGrader(Predictor[GraderResult]):
             self.card.calibration.temperature
             if self.card.calibration.method == "temperature"
             else 1.0
+        )
+        # Concurrent requests' photos share one model call (settings.max_batch=1 turns it off).
+        self.batcher = GraderBatcher(
+            run_batch=self.model.run_outputs,
+            max_batch=settings.max_batch,
+            wait_ms=settings.batch_wait_ms,
+            name=self.card.version_label,
         )
 
     @property
@@ -241,8 +259,13 @@ class OnnxGrader(Predictor[GraderResult]):
         return PreparedBatch(tensor=np.stack([to_model_input(im, spec) for im in images]))
 
     def forward(self, batch: PreparedBatch) -> dict[str, np.ndarray]:
-        """Runs the ONNX session."""
-        return self.model.run(batch.tensor)
+        """Runs the ONNX session through the micro-batcher."""
+        outputs = self.batcher.submit(batch.tensor)
+        return dict(zip(self.model.output_names, outputs, strict=True))
+
+    def close(self) -> None:
+        """Stops the micro-batcher's worker after queued batches ran."""
+        self.batcher.close()
 
     def post_process(
         self, outputs: dict[str, np.ndarray], batch: PreparedBatch
@@ -381,9 +404,9 @@ class OnnxDefectDetector(Predictor[list[Defect]]):
         self.classes = list(self.card.classes)
         self.confidence = confidence
         self.iou = iou
-        self._output_name = self.card.outputs.get("boxes", self.model.output_names[0])
-        if self._output_name not in self.model.output_names:
-            self._output_name = self.model.output_names[0]
+        # ultralytics names the detection tensor "output0"; segmentation exports add more.
+        names = self.model.output_names
+        self._output_name = "output0" if "output0" in names else names[0]
 
     @property
     def version(self) -> str:
