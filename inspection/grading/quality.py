@@ -24,6 +24,9 @@ BRIGHT_CLIP_LEVEL = 247
 # The item detector works at this size: enough to find an item, cheap to fit.
 PRESENCE_SIDE = 128
 BORDER_FRACTION = 0.08
+# A pixel is "item" when it is this far (0..255, any channel) from the fitted background.
+MIN_FOREGROUND_RESIDUAL = 20.0
+MAX_BACKGROUND_NOISE = 10.0
 # A close-up of the item fills the frame (no background ring to compare with): enough edges
 # in the middle of the frame still count as "an item is there".
 MIN_CENTRE_EDGE_DENSITY = 0.02
@@ -115,10 +118,9 @@ def _fit(gray: np.ndarray, side: int) -> np.ndarray:
 def _sharpness(gray: np.ndarray) -> tuple[float, float]:
     laplacian = cv2.Laplacian(gray, cv2.CV_32F, ksize=3)
     height, width = laplacian.shape
-    th, tw = max(1, height // SHARPNESS_GRID), max(1, width // SHARPNESS_GRID)
-    tiles = laplacian[: th * SHARPNESS_GRID, : tw * SHARPNESS_GRID].reshape(
-        SHARPNESS_GRID, th, SHARPNESS_GRID, tw
-    )
+    rows, cols = min(SHARPNESS_GRID, height), min(SHARPNESS_GRID, width)
+    th, tw = height // rows, width // cols
+    tiles = laplacian[: th * rows, : tw * cols].reshape(rows, th, cols, tw)
     per_tile = tiles.var(axis=(1, 3))
     return float(np.percentile(per_tile, SHARPNESS_PERCENTILE)), float(laplacian.var())
 
@@ -149,8 +151,10 @@ def _product_presence(image: np.ndarray) -> tuple[float, float]:
     )
     coef, *_ = np.linalg.lstsq(design[border], small[border], rcond=None)
     residual = np.abs(small - design @ coef).max(axis=2)
-    noise = float(np.percentile(residual[border], 90))
-    foreground = (residual > max(20.0, 3.0 * noise)).astype(np.uint8)
+    # When the item touches the border the fit is poor there; capping the noise estimate keeps
+    # the item's own pixels from raising the bar so high that nothing counts as foreground.
+    noise = min(float(np.percentile(residual[border], 90)), MAX_BACKGROUND_NOISE)
+    foreground = (residual > max(MIN_FOREGROUND_RESIDUAL, 3.0 * noise)).astype(np.uint8)
     foreground = cv2.morphologyEx(foreground, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     count, _, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
     largest = int(stats[1:, cv2.CC_STAT_AREA].max()) if count > 1 else 0
