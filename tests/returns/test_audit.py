@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from inspection.returns.audit import GENESIS_HASH, record_event, verify_chain
-from inspection.store.db import create_db_engine, run_migrations
 from inspection.store.models import Customer, Order, Return
 from inspection.store.records import AuditEvent
-
-
-@pytest.fixture
-def engine(tmp_path) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
-    eng = create_db_engine(url=f"sqlite:///{tmp_path / 'audit.db'}")
-    run_migrations(engine=eng)
-    yield eng
-    eng.dispose()
 
 
 def _new_return(session: Session, n: int = 1) -> int:
@@ -229,3 +218,52 @@ def test_system_chain_for_events_without_a_return(engine: Engine) -> None:
         session.commit()
         assert event.chain == "system" and event.seq == 1
         assert verify_chain(session=session, return_id=None).valid
+
+
+def test_concurrent_writers_on_one_return_never_fork_the_chain(engine: Engine) -> None:
+    import threading
+
+    from inspection.store.db import SQLITE_BEGIN_OPTION
+
+    with Session(engine) as session:
+        return_id = _new_return(session)
+        session.commit()
+    # The documented protocol: a writer locks the return row (PostgreSQL FOR UPDATE; SQLite
+    # takes its single write lock at BEGIN IMMEDIATE) before it records the event.
+    writer_engine = (
+        engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        if engine.dialect.name == "sqlite"
+        else engine
+    )
+    writers = 8
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        barrier.wait()
+        try:
+            with Session(writer_engine) as session:
+                session.exec(select(Return).where(Return.id == return_id).with_for_update()).one()
+                record_event(
+                    session=session,
+                    return_id=return_id,
+                    actor=f"station-{n}",
+                    action="note",
+                    before=None,
+                    after={"n": n},
+                )
+                session.commit()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with Session(engine) as session:
+        result = verify_chain(session=session, return_id=return_id)
+    assert result.valid
+    assert [e.seq for e in result.events] == list(range(1, writers + 1))
+    assert sorted(e.after["n"] for e in result.events if e.after) == list(range(writers))

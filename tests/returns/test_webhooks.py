@@ -30,18 +30,9 @@ from inspection.returns.webhooks import (
     start_delivery_worker,
 )
 from inspection.settings import Settings, WebhookSettings
-from inspection.store.db import create_db_engine, run_migrations
 from inspection.store.records import OutboxEvent, WebhookDelivery, WebhookEndpoint, utcnow
 
 SECRET = "whsec_test_secret"
-
-
-@pytest.fixture
-def engine(tmp_path) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
-    eng = create_db_engine(url=f"sqlite:///{tmp_path / 'webhooks.db'}")
-    run_migrations(engine=eng)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture
