@@ -1,0 +1,115 @@
+"""The station in a real headless Chromium: scan, photograph, receive, inspect, refund.
+
+Screenshots of every step (and of the QA, dashboard and portal pages) are saved under
+test-artifacts/browser/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import ARTIFACTS
+from tests.station_ui.live_api import Seeder, station_photo
+
+pytestmark = pytest.mark.browser
+
+
+def _shot(page: Any, name: str) -> None:
+    page.wait_for_timeout(300)  # let Streamlit finish fading in the rerun before the picture
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _wait_idle(page: Any) -> None:
+    """Waits until Streamlit has finished the current script run."""
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
+
+
+def test_station_flow_in_chromium(page: Any, station_url: str, browser_seeder: Seeder) -> None:
+    ret = browser_seeder.label_sent_return()
+    page.goto(station_url)
+    page.get_by_role("heading", name="Inspection station").wait_for()
+    _shot(page, "01-station-empty")
+
+    scan = page.get_by_label("Scan or type an RMA or order number, then Enter")
+    scan.fill(ret["rma"])
+    scan.press("Enter")  # what a barcode scanner sends after the code
+    page.get_by_text("Status: Label sent").wait_for()
+    page.get_by_text("Customer photos (2)").wait_for()
+    _wait_idle(page)
+    _shot(page, "02-return-scanned")
+
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "bench.jpg", "mimeType": "image/jpeg", "buffer": station_photo()}]
+    )
+    page.get_by_text("bench.jpg").wait_for()
+    page.get_by_role("button", name="Grade station photos").click()
+    page.get_by_text("1 station photo(s) graded").wait_for()
+    page.get_by_text("Station photos (1)").wait_for()
+    _wait_idle(page)
+    _shot(page, "03-station-photo-graded")
+
+    page.get_by_role("button", name="Confirm receipt").click()
+    page.get_by_text("Status: Item received").wait_for()
+    _wait_idle(page)
+    _shot(page, "04-received")
+
+    page.get_by_role("button", name="Confirm grade").click()
+    page.get_by_text("Status: Inspected").wait_for()
+    release = page.get_by_role("button", name="Release refund")
+    release.wait_for()
+    assert release.is_disabled(), "the refund needs the confirmation tick first"
+    _wait_idle(page)
+    _shot(page, "05-inspected-refund-quote")
+
+    page.get_by_text("I checked the item").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('button')].some("
+        "b => b.innerText.startsWith('Release refund') && !b.disabled)"
+    )
+    release.click()
+    page.get_by_text("Refund released").wait_for()
+    page.get_by_text("Status: Refunded").wait_for()
+    _wait_idle(page)
+    _shot(page, "06-refunded")
+
+    after = browser_seeder.get_return(ret["id"])
+    assert after["status"] == "refunded"
+    assert after["refund"]["status"] in ("paid", "pending")
+    reference = str(after["refund"].get("adapter_reference") or after["refund"]["id"])
+    assert page.get_by_text(reference).count() >= 1
+
+
+def test_qa_dashboard_and_portal_render(
+    page: Any, station_url: str, portal_url: str, browser_seeder: Seeder
+) -> None:
+    ret = browser_seeder.received_return()
+    grade = browser_seeder.get_return(ret["id"])["item_grade"]["grade"]
+    override = "reject" if grade != "reject" else "resell"
+    browser_seeder.station_step(
+        ret["id"], "inspection", json={"grade": override, "reason": "hinge cracked"}
+    )
+
+    page.goto(f"{station_url}/qa")
+    page.get_by_role("heading", name="QA review").wait_for()
+    page.get_by_text(ret["rma"]).first.wait_for()
+    _wait_idle(page)
+    _shot(page, "10-qa")
+
+    page.goto(f"{station_url}/dashboard")
+    page.get_by_role("heading", name="Returns dashboard").wait_for()
+    page.get_by_text("Automation rate").wait_for()
+    _wait_idle(page)
+    _shot(page, "11-dashboard")
+
+    order = browser_seeder.order()
+    page.goto(portal_url)
+    page.get_by_role("heading", name="Return an item").wait_for()
+    page.get_by_label("Order number").fill(order["order_number"])
+    page.get_by_label("E-mail").fill(order["customer"]["email"])
+    page.get_by_role("button", name="Find my order").click()
+    page.get_by_text("Tick the items to return").wait_for()
+    _wait_idle(page)
+    _shot(page, "12-portal-items")
+    assert page.get_by_text("Test phone 1").count() >= 1

@@ -1,0 +1,140 @@
+"""Station page against the real API: scan, photograph, receive, inspect, refund once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from streamlit.testing.v1 import AppTest
+
+from station_ui.client import InspectionApi, refund_idempotency_key
+from tests.station_ui.live_api import STATION_KEY, Seeder, station_photo
+from tests.station_ui.ui_steps import assert_no_errors, click, page_text
+
+
+def _scan(at: AppTest, code: str) -> AppTest:
+    at.text_input(key="scan_code").input(code)
+    return click(at, "Open")
+
+
+def test_inspector_scans_photographs_receives_inspects_and_refunds(
+    seeder: Seeder, new_station_app: Callable[[], AppTest]
+) -> None:
+    ret = seeder.label_sent_return()
+    at = new_station_app().run()
+    assert_no_errors(at)
+
+    _scan(at, ret["rma"].lower())  # a scanner may send lower case; the RMA still matches
+    assert_no_errors(at)
+    text = page_text(at)
+    assert ret["rma"] in text and ret["order_number"] in text
+    assert "Status: **Label sent**" in text
+    assert "Customer photos** (2)" in text
+    assert at.dataframe[0].value["customer's reason"].tolist() == ["Defective"]
+
+    at.file_uploader(key="station_files").set_value([("bench.jpg", station_photo(), "image/jpeg")])
+    click(at, "Grade station photos")
+    assert_no_errors(at)
+    text = page_text(at)
+    assert "1 station photo(s) graded" in text
+    station_grade = next(m for m in at.metric if m.label == "Station grade")
+    assert any(g in station_grade.value for g in ("resell", "refurbish", "reject"))
+    assert "Station photos** (1)" in text
+
+    click(at, "Confirm receipt")
+    assert_no_errors(at)
+    assert "Status: **Item received**" in page_text(at)
+
+    click(at, "Confirm grade")
+    assert_no_errors(at)
+    text = page_text(at)
+    assert "Status: **Inspected**" in text
+    quote = InspectionApi(seeder.base_url, api_key=STATION_KEY).refund_quote(ret["id"])
+    amount = next(m for m in at.metric if m.label == "Refund amount").value
+    assert f"{quote['amount_cents'] // 100:,}.{quote['amount_cents'] % 100:02d}" in amount
+
+    release = next(b for b in at.button if str(b.label).startswith("Release refund"))
+    assert release.disabled, "the refund must need the confirmation tick first"
+    at.checkbox(key=f"refund_ok_{ret['id']}").check().run()
+    click(at, "Release refund")
+    assert_no_errors(at)
+    text = page_text(at)
+    assert "Refund released" in text
+    assert "Status: **Refunded**" in text
+    refund = seeder.get_return(ret["id"])["refund"]
+    assert refund["amount_cents"] == quote["amount_cents"]
+    assert refund["idempotency_key"] == refund_idempotency_key(return_id=ret["id"])
+    assert f"Reference: {refund.get('adapter_reference') or refund['id']}" in text
+
+
+def test_two_tabs_releasing_the_same_refund_pay_once(
+    seeder: Seeder, new_station_app: Callable[[], AppTest]
+) -> None:
+    ret = seeder.received_return()
+    seeder.station_step(ret["id"], "inspection", json={"confirm": True})
+    tabs = [new_station_app().run(), new_station_app().run()]
+    for tab in tabs:
+        _scan(tab, ret["rma"])
+        tab.checkbox(key=f"refund_ok_{ret['id']}").check().run()
+    # Both inspectors saw the button before either pressed it: a double release.
+    for tab in tabs:
+        click(tab, "Release refund")
+        assert_no_errors(tab)
+    refunds = {seeder.get_return(ret["id"])["refund"]["id"]}
+    retry = InspectionApi(seeder.base_url, api_key=STATION_KEY).release_refund(
+        ret["id"], idempotency_key=refund_idempotency_key(return_id=ret["id"])
+    )
+    refunds.add(retry["id"])
+    assert len(refunds) == 1
+
+
+def test_override_needs_a_reason_then_sets_the_grade(
+    seeder: Seeder, new_station_app: Callable[[], AppTest]
+) -> None:
+    ret = seeder.received_return()
+    at = _scan(new_station_app().run(), ret["rma"])
+    assert "Status: **Item received**" in page_text(at)
+
+    at.selectbox(key="override_grade").set_value("reject")
+    click(at, "Override grade")
+    assert "an override needs a reason" in str([e.value for e in at.error])
+    assert "Status: **Item received**" in page_text(at)
+
+    at.selectbox(key="override_grade").set_value("reject")
+    at.text_input(key="override_reason").input("housing cracked at the hinge")
+    click(at, "Override grade")
+    assert_no_errors(at)
+    assert "Grade set to reject" in page_text(at)
+    after = seeder.get_return(ret["id"])
+    assert after["status"] == "inspected"
+    assert after["item_grade"]["grade"] == "reject" or after["decision"]["refund"]["grade"] == (
+        "reject"
+    )
+
+
+def test_unknown_rma_and_order_number_lookup(
+    seeder: Seeder, new_station_app: Callable[[], AppTest]
+) -> None:
+    at = _scan(new_station_app().run(), "RMA-999999")
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "no return matches RMA-999999" in errors and "What to do" in errors
+
+    ret = seeder.label_sent_return()
+    _scan(at, ret["order_number"])
+    assert_no_errors(at)
+    assert ret["rma"] in page_text(at)
+
+
+def test_station_photo_that_is_not_an_image_is_explained(
+    seeder: Seeder, new_station_app: Callable[[], AppTest]
+) -> None:
+    ret = seeder.label_sent_return()
+    at = _scan(new_station_app().run(), ret["rma"])
+    at.file_uploader(key="station_files").set_value([("notes.jpg", b"not a photo", "image/jpeg")])
+    click(at, "Grade station photos")
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert errors.startswith("Could not grade the station photos")
+    assert "Traceback" not in errors
+    assert "Status: **Label sent**" in page_text(at)
+    assert seeder.get_return(ret["id"])["status"] == "label_sent"
