@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from inspection.decisions.types import UnitComparison
 from inspection.errors import Forbidden, InvalidInput, NotFound
 from inspection.grading.types import IntakePhoto, ItemGrade
 from inspection.observability import PHOTOS_GRADED
@@ -249,7 +250,9 @@ def _item_grade(
     )
 
 
-def compare_return_units(*, session: Session, ret: Return, item_id: int | None) -> Any:
+def compare_return_units(
+    *, session: Session, ret: Return, item_id: int | None, pipeline: Any, blobs: BlobStore
+) -> UnitComparison | None:
     """Customer vs station photos of one item (same unit? new damage?); None if a side is empty."""
     from inspection.grading.unit_match import compare_units
 
@@ -262,17 +265,45 @@ def compare_return_units(*, session: Session, ret: Return, item_id: int | None) 
                 source=source,
                 item_id=item_id,
             )
-            if p.deleted_at is None
+            if p.deleted_at is None and p.blob_key
         ]
+
+    def images(photos: list[Photo]) -> list[Any]:
+        decoded = []
+        for photo in photos:
+            try:
+                data = blobs.get(photo.blob_key)  # type: ignore[arg-type]
+                decoded.append(pipeline.intake(data=data, content_type=None, filename=None).image)
+            except Exception:
+                log.warning("photo %s could not be decoded for unit comparison", photo.id)
+        return decoded
+
+    def embeddings(photos: list[Photo]) -> list[list[float]]:
+        return [p.embedding for p in photos if p.embedding]
 
     customer, station = side("customer"), side("station")
     if not customer or not station:
         return None
-    return compare_units(
-        customer=facts.photo_evidence(session=session, photos=customer),
-        station=facts.photo_evidence(session=session, photos=station),
-        customer_embeddings=[p.embedding for p in customer],
-        station_embeddings=[p.embedding for p in station],
+    grades = {
+        source: facts.latest_item_grade(
+            session=session,
+            return_id=ret.id,  # type: ignore[arg-type]
+            sources=(source,),
+            item_id=item_id,
+        )
+        for source in ("customer", "station")
+    }
+    customer_evidence = facts.photo_evidence(session=session, photos=customer)
+    station_evidence = facts.photo_evidence(session=session, photos=station)
+    return compare_units(  # type: ignore[no-any-return]
+        customer_images=images(customer),
+        station_images=images(station),
+        customer_embeddings=embeddings(customer) or None,
+        station_embeddings=embeddings(station) or None,
+        customer_defects=[d for e in customer_evidence for d in e.defect_types],
+        station_defects=[d for e in station_evidence for d in e.defect_types],
+        customer_grade=grades["customer"].grade if grades["customer"] else None,  # type: ignore[arg-type]
+        station_grade=grades["station"].grade if grades["station"] else None,  # type: ignore[arg-type]
     )
 
 

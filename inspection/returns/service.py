@@ -31,6 +31,7 @@ from inspection.returns.lifecycle import ensure_status, transition
 from inspection.returns.outbox import enqueue_event
 from inspection.returns.schemas import DecisionOverride, InspectionInput, ReturnCreate
 from inspection.returns.tokens import issue_customer_token
+from inspection.store.blobs import BlobStore
 from inspection.store.models import (
     DecisionRecord,
     Inspection,
@@ -524,9 +525,18 @@ def override_decision(
     return ret
 
 
-def receive(*, session: Session, ret: Return, policy: Policy, actor: str) -> Return:
+def receive(
+    *,
+    session: Session,
+    ret: Return,
+    policy: Policy,
+    actor: str,
+    pipeline: Any = None,
+    blobs: BlobStore | None = None,
+) -> Return:
     """The station confirms the parcel arrived: compare units, re-run the fraud signals."""
     from inspection.decisions.engine import decide
+    from inspection.returns.photos import compare_return_units
 
     ensure_status(ret=ret, allowed=("label_sent",), action="receive")
     order = session.get(Order, ret.order_id)
@@ -543,7 +553,13 @@ def receive(*, session: Session, ret: Return, policy: Policy, actor: str) -> Ret
         )
         if station is None:
             continue  # nothing to compare yet: the inspection step will ask for photos
-        comparison = _compare_units(session=session, ret=ret, item_id=ctx.item.id)
+        comparison = (
+            compare_return_units(
+                session=session, ret=ret, item_id=ctx.item.id, pipeline=pipeline, blobs=blobs
+            )
+            if pipeline is not None and blobs is not None
+            else None
+        )
         if comparison is not None:
             comparisons.append(comparison.model_dump(mode="json"))
         grade = facts.grade_facts(station)
@@ -589,13 +605,6 @@ def receive(*, session: Session, ret: Return, policy: Policy, actor: str) -> Ret
     session.commit()
     session.refresh(ret)
     return ret
-
-
-def _compare_units(*, session: Session, ret: Return, item_id: int | None) -> Any:
-    """Customer photos vs station photos of one item (None when either side has none)."""
-    from inspection.returns.photos import compare_return_units
-
-    return compare_return_units(session=session, ret=ret, item_id=item_id)
 
 
 def inspect(

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
 from inspection.api.deps import PrincipalDep, SessionDep, StaffDep
 from inspection.decisions.types import RefundQuote
 from inspection.returns import public, service
 from inspection.returns.deps import (
     AppSettingsDep,
+    BlobsDep,
     OptionalPrincipalDep,
     PolicyDep,
     ReturnDep,
@@ -106,11 +107,23 @@ def decide(
 
 @router.post("/returns/{return_id}/receive", response_model=ReturnPublic)
 def receive(
-    ret: ReturnDep, session: SessionDep, principal: PrincipalDep, policy: PolicyDep
+    request: Request,
+    ret: ReturnDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    policy: PolicyDep,
+    blobs: BlobsDep,
 ) -> ReturnPublic:
     """The station confirms the parcel arrived; unit comparison and fraud signals re-run."""
     require(principal, "station")
-    ret = service.receive(session=session, ret=ret, policy=policy, actor=principal.actor)
+    ret = service.receive(
+        session=session,
+        ret=ret,
+        policy=policy,
+        actor=principal.actor,
+        pipeline=getattr(request.app.state, "grading", None),
+        blobs=blobs,
+    )
     return public.return_public(session=session, ret=ret)
 
 
