@@ -328,8 +328,8 @@ CASES: list[tuple[str, dict[str, Any], str | None, dict[str, Any]]] = [
         {},
     ),
     # anomaly score
-    ("anomaly", {"anomaly_score": 0.62}, "anomaly", {}),
-    ("anomaly-below", {"anomaly_score": 0.61}, None, {}),
+    ("anomaly", {"anomaly_score": 0.57}, "anomaly", {}),
+    ("anomaly-below", {"anomaly_score": 0.5699}, None, {}),
 ]
 
 
