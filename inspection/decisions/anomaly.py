@@ -24,6 +24,8 @@ from inspection.decisions.types import CustomerHistory, OrderContext, ReturnClai
 logger = logging.getLogger(__name__)
 
 MODEL_FORMAT = "isolation-forest-json/1"
+# Where the bundled export lives inside the models directory (`INSPECTION_MODEL_DIR`).
+ANOMALY_MODEL_FILE = Path("anomaly") / "anomaly.json"
 
 # Reasons that put the fault with the retailer: their returns look different (sooner, less
 # often repeated), so the forest sees them as a feature rather than mixing them in.
@@ -169,3 +171,16 @@ def load_anomaly_model(path: Path) -> AnomalyModel | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         logger.warning("anomaly model %s is unusable (%s): the anomaly signal is off", path, exc)
         return None
+
+
+def anomaly_score(
+    *,
+    model: AnomalyModel | None,
+    customer: CustomerHistory,
+    order: OrderContext,
+    claim: ReturnClaim,
+) -> float | None:
+    """`FraudInputs.anomaly_score` for one return; None when no model is loaded."""
+    if model is None:
+        return None
+    return round(model.score(order_features(customer=customer, order=order, claim=claim)), 6)

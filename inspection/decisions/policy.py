@@ -346,6 +346,7 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return out
 
 
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 _cache: dict[tuple[str, int], Policy] = {}
 _cache_lock = threading.Lock()
 
@@ -353,6 +354,9 @@ _cache_lock = threading.Lock()
 def load_policy(path: Path) -> Policy:
     """Reads and validates a policy file, cached by path and modification time."""
     path = Path(path)
+    if not path.is_absolute() and not path.exists() and (_REPO_ROOT / path).exists():
+        # A relative default (datasets/policy/...) still works when started from another folder.
+        path = _REPO_ROOT / path
     try:
         stat = path.stat()
     except OSError as exc:

@@ -234,3 +234,30 @@ def test_train_from_the_service_database(tmp_path: Path) -> None:
     assert last.customer.returns_count == 3  # returns before it
     target = train_anomaly(database_url=url, history_csv=None, out=tmp_path / "db.json", seed=0)
     assert json.loads(target.read_text())["source"] == "database"
+
+
+def test_anomaly_score_for_fraud_inputs() -> None:
+    from inspection.decisions.anomaly import ANOMALY_MODEL_FILE, anomaly_score
+
+    model = load_anomaly_model(REPO / "models" / ANOMALY_MODEL_FILE)
+    ordinary = anomaly_score(model=model, customer=f.customer(), order=f.order(), claim=f.claim())
+    abusive = anomaly_score(
+        model=model,
+        customer=f.customer(
+            account_created_at=f.CLAIMED - timedelta(days=3),
+            orders_count=1,
+            returns_count=3,
+            returns_last_30d=3,
+            returns_last_90d=3,
+            prior_fraud_flags=1,
+        ),
+        order=f.order(order_value_cents=180_000, expedited_shipping=True, billing_country="NG"),
+        claim=f.claim(
+            reason_code="defective", quantity=3, requested_at=f.DELIVERED + timedelta(hours=5)
+        ),
+    )
+    assert ordinary is not None and abusive is not None
+    assert abusive > ordinary
+    assert (
+        anomaly_score(model=None, customer=f.customer(), order=f.order(), claim=f.claim()) is None
+    )

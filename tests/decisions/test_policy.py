@@ -159,3 +159,10 @@ def test_settings_default_points_at_bundled_policy() -> None:
 
     path = PolicySettings().path
     assert (BUNDLED_POLICY.parents[2] / path).resolve() == BUNDLED_POLICY
+
+
+def test_relative_default_path_works_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_policy(Path("datasets/policy/returns-policy.yaml")).version == "2026.11.1"
