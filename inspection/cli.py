@@ -90,5 +90,26 @@ def grade(
         sys.exit(1)
 
 
+@app.command("check-policy")
+def check_policy(
+    path: Annotated[
+        Path | None, typer.Argument(help="Policy YAML (default: INSPECTION_POLICY_PATH).")
+    ] = None,
+) -> None:
+    """Validates a returns policy file before it goes live; names every bad key."""
+    from inspection.decisions.policy import load_policy
+
+    target = path or get_settings().policy.path
+    try:
+        policy = load_policy(target)
+    except InspectionError as exc:
+        typer.echo(f"{exc.message}\nhint: {exc.hint}" if exc.hint else exc.message, err=True)
+        sys.exit(1)
+    typer.echo(
+        f"{target}: policy version {policy.version}, time zone {policy.timezone}, "
+        f"categories {', '.join(sorted(policy.categories))}"
+    )
+
+
 if __name__ == "__main__":
     app()

@@ -166,3 +166,21 @@ def test_relative_default_path_works_from_another_folder(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert load_policy(Path("datasets/policy/returns-policy.yaml")).version == "2026.11.1"
+
+
+def test_check_policy_command(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+
+    runner = CliRunner()
+    good = runner.invoke(app, ["check-policy", str(BUNDLED_POLICY)])
+    assert good.exit_code == 0
+    assert "policy version 2026.11.1" in good.output
+    raw = _raw()
+    raw["categories"]["apparel"]["window_days"] = "thirty"
+    bad_file = tmp_path / "bad.yaml"
+    bad_file.write_text(yaml.safe_dump(raw))
+    bad = runner.invoke(app, ["check-policy", str(bad_file)])
+    assert bad.exit_code == 1
+    assert "categories.apparel.window_days" in bad.output
