@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from inspection.api.deps import AdminDep, SettingsDep, StaffDep
+from inspection.api.deps import AdminDep, StaffDep
 from inspection.errors import InvalidInput, PhotoTooLarge, ServiceUnavailable
 from inspection.grading.pipeline import GradingPipeline, Upload
 from inspection.grading.types import ItemGrade
@@ -67,13 +67,14 @@ async def read_upload(file: UploadFile, *, index: int, max_bytes: int) -> Upload
 async def grade(
     request: Request,
     _: StaffDep,
-    settings: SettingsDep,
     files: Annotated[list[UploadFile] | None, File(description="1..10 photos of one item")] = None,
     category: Annotated[str | None, Form(max_length=64)] = None,
 ) -> GradeResponse:
     """Grades 1..N photos of one item into resell / refurbish / reject, nothing stored."""
     pipeline = grading_pipeline(request)
-    limit = settings.intake.max_photos_per_request
+    # The limits the pipeline was built with: the app's settings, not a fresh read of the env.
+    intake = pipeline.settings.intake
+    limit = intake.max_photos_per_request
     if not files:
         raise InvalidInput(
             "no photos were sent",
@@ -87,7 +88,7 @@ async def grade(
         )
     started = time.perf_counter()
     uploads = [
-        await read_upload(file, index=i, max_bytes=settings.intake.max_bytes)
+        await read_upload(file, index=i, max_bytes=intake.max_bytes)
         for i, file in enumerate(files, start=1)
     ]
     # Decoding and inference are CPU-bound: off the event loop.
