@@ -113,6 +113,16 @@ class AnomalyModel:
             )
             for t in payload["trees"]
         ]
+        self._lists = [
+            (
+                t.feature.tolist(),
+                t.threshold.tolist(),
+                t.left.tolist(),
+                t.right.tolist(),
+                t.leaf_value.tolist(),
+            )
+            for t in self.trees
+        ]
         if not self.trees or self.normaliser <= 0:
             raise ValueError("the forest has no trees or no path-length normaliser")
         for tree in self.trees:
@@ -151,7 +161,15 @@ class AnomalyModel:
 
     def score(self, features: Mapping[str, float]) -> float:
         """Anomaly score of one return, 0..1 (about 0.5 is ordinary; near 1 is very unusual)."""
-        return float(self.score_matrix(self.vector(features)[None, :])[0])
+        # One row: plain Python walks the trees ~30x faster than numpy's per-level overhead.
+        row = [float(v) for v in self.vector(features).astype(np.float32)]
+        total = 0.0
+        for feature, threshold, left, right, leaf_value in self._lists:
+            node = 0
+            while feature[node] >= 0:
+                node = left[node] if row[feature[node]] <= threshold[node] else right[node]
+            total += leaf_value[node]
+        return float(2.0 ** (-total / (len(self.trees) * self.normaliser)))
 
     def score_many(self, rows: Sequence[Mapping[str, float]]) -> list[float]:
         """Anomaly scores of several returns."""

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 # Longest side for keypoint matching: enough detail for ORB, ~10 ms per pair on one core.
 MATCH_MAX_SIDE = 640
-ORB_FEATURES = 1500
+ORB_FEATURES = 1000
 # Lowe's ratio test: keep a match only if clearly better than the second best.
 RATIO_TEST = 0.75
 # Reprojection error (px at MATCH_MAX_SIDE) a RANSAC inlier may have.
@@ -39,7 +39,9 @@ EMBEDDING_SAME_PRODUCT = 0.85
 # Below this the photos show different kinds of objects, whatever the keypoints say.
 EMBEDDING_DIFFERENT_OBJECT = 0.5
 # Photos per side compared pairwise; more only repeats views and costs time.
-MAX_PHOTOS_PER_SIDE = 6
+MAX_PHOTOS_PER_SIDE = 4
+# A pair this far above the same-unit bar settles the question: stop comparing further pairs.
+SETTLED_INLIERS = 4 * MIN_INLIERS_SAME_UNIT
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ def best_pair_inliers(
             if min(len(a.points), len(b.points)) >= MIN_KEYPOINTS:
                 conclusive = True
             best = max(best, _ransac_inliers(a, b, matcher))
+            if best >= SETTLED_INLIERS:
+                return best, True
     return best, conclusive or best >= MIN_INLIERS_SAME_UNIT
 
 
