@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import streamlit as st
 
@@ -16,7 +16,7 @@ from station_ui.client import JSON, ApiError, InspectionApi
 T = TypeVar("T")
 
 GRADES: tuple[str, ...] = ("resell", "refurbish", "reject")
-GRADE_ICON = {"resell": "🟢", "refurbish": "🟠", "reject": "🔴"}
+GRADE_COLOUR = {"resell": "green", "refurbish": "orange", "reject": "red"}
 STATUS_LABEL = {
     "return_requested": "Return requested",
     "eligibility_check": "Eligibility check",
@@ -50,10 +50,15 @@ def format_money(cents: int | None, currency: str | None) -> str:
 
 
 def format_grade(grade: str | None) -> str:
-    """A grade with its colour dot, e.g. `🟢 resell`."""
+    """A grade as plain text (metrics and button labels cannot colour it)."""
+    return grade or "not graded"
+
+
+def grade_markdown(grade: str | None) -> str:
+    """A grade as coloured bold markdown, e.g. `:green[**resell**]`."""
     if not grade:
         return "not graded"
-    return f"{GRADE_ICON.get(grade, '⚪')} {grade}"
+    return f":{GRADE_COLOUR.get(grade, 'gray')}[**{grade}**]"
 
 
 def format_percent(value: float | None) -> str:
@@ -74,7 +79,7 @@ def show_api_error(error: ApiError, *, action: str | None = None) -> None:
     text = f"{lead}{error.message}"
     if error.hint:
         text += f"  \n**What to do:** {error.hint}"
-    st.error(text, icon="⚠️")
+    st.error(text, icon=":material/error:")
 
 
 def call_api(action: str, fn: Callable[[], T]) -> T | None:
@@ -110,7 +115,7 @@ def render_quality(quality: JSON | None) -> None:
     if not quality:
         return
     if quality.get("passed", True) and not quality.get("flags"):
-        st.caption("✅ photo quality OK")
+        st.caption(":material/check_circle: photo quality OK")
         return
     flags = ", ".join(str(f).replace("_", " ") for f in quality.get("flags") or [])
     advice = quality.get("advice")
@@ -118,43 +123,44 @@ def render_quality(quality: JSON | None) -> None:
     st.warning(
         f"Photo quality: {flags or 'check the photo'}"
         + (f"  \n**Retake:** {advice_text}" if advice_text else ""),
-        icon="📷",
+        icon=":material/photo_camera:",
     )
 
 
-def defect_rows(defects: Iterable[JSON]) -> list[dict[str, Any]]:
-    """Defects as table rows for st.dataframe."""
-    rows = []
+def defect_summary(defects: Iterable[JSON]) -> str:
+    """Defects in one line, e.g. `crack 82% (severe), scratch 40%`."""
+    parts = []
     for defect in defects:
-        confidence = defect.get("confidence")
-        rows.append(
-            {
-                "defect": str(defect.get("defect_type", "?")).replace("_", " "),
-                "confidence": format_percent(confidence) if confidence is not None else "–",
-                "severity": defect.get("severity") or "–",
-            }
-        )
-    return rows
+        text = str(defect.get("defect_type", "?")).replace("_", " ")
+        if defect.get("confidence") is not None:
+            text += f" {format_percent(defect['confidence'])}"
+        if defect.get("severity"):
+            text += f" ({defect['severity']})"
+        parts.append(text)
+    return ", ".join(parts)
 
 
-def render_photo(api: InspectionApi, photo: JSON, *, width: int = 320) -> None:
+def render_photo(api: InspectionApi, photo: JSON) -> None:
     """One graded photo: the annotated image, grade, confidence, defects and quality advice."""
     image = photo_image(api, int(photo["id"]))
-    source = photo.get("source", "")
-    caption = f"{source} photo {photo['id']}: {format_grade(photo.get('grade'))}"
     if image is not None:
-        st.image(image, caption=caption, width=width)
-    else:
-        st.markdown(caption)
-    confidence = photo.get("confidence")
-    if confidence is not None:
-        st.caption(f"confidence {format_percent(confidence)} · model {photo.get('model_version')}")
+        st.image(image, width="stretch")
+    line = f"{grade_markdown(photo.get('grade'))}"
+    if photo.get("confidence") is not None:
+        line += f" · {format_percent(photo['confidence'])} sure"
+    st.markdown(f"{line} · {photo.get('source', '')} photo {photo['id']}")
     defects = photo.get("defects") or []
-    if defects:
-        st.dataframe(defect_rows(defects), hide_index=True, width="stretch")
-    else:
-        st.caption("no defects found")
+    st.caption(f"defects: {defect_summary(defects)}" if defects else "no defects found")
     render_quality(photo.get("quality"))
+
+
+def render_photo_grid(api: InspectionApi, photos: list[JSON], *, columns: int = 2) -> None:
+    """Photos side by side, `columns` to a row."""
+    for start in range(0, len(photos), columns):
+        cols = st.columns(columns)
+        for col, photo in zip(cols, photos[start : start + columns], strict=False):
+            with col:
+                render_photo(api, photo)
 
 
 def render_item_grade(item_grade: JSON | None, *, title: str = "Grade") -> None:
@@ -163,17 +169,18 @@ def render_item_grade(item_grade: JSON | None, *, title: str = "Grade") -> None:
         st.info("No grade yet: add photos to grade the item.")
         return
     cols = st.columns(3)
-    cols[0].metric(title, format_grade(item_grade.get("grade")))
-    cols[1].metric("Confidence", format_percent(item_grade.get("confidence")))
-    cols[2].metric("Needs review", "yes" if item_grade.get("needs_review") else "no")
+    cols[0].metric(title, format_grade(item_grade.get("grade")), border=True)
+    cols[1].metric("Confidence", format_percent(item_grade.get("confidence")), border=True)
+    cols[2].metric("Needs review", "yes" if item_grade.get("needs_review") else "no", border=True)
     probabilities = item_grade.get("probabilities") or {}
     if probabilities:
         st.caption(
             "probabilities: "
             + ", ".join(f"{g} {format_percent(p)}" for g, p in probabilities.items())
         )
-    for reason in item_grade.get("reason_codes") or []:
-        st.caption(f"• {str(reason).replace('_', ' ')}")
+    reasons = [str(r).replace("_", " ") for r in item_grade.get("reason_codes") or []]
+    if reasons:
+        st.caption("why: " + ", ".join(reasons))
 
 
 def render_decision(decision: JSON | None) -> None:

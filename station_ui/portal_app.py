@@ -196,7 +196,7 @@ def _on_start_over() -> None:
 def _draw_messages() -> None:
     flash = st.session_state.pop(K_FLASH, None)
     if flash:
-        st.success(flash, icon="✅")
+        st.success(flash, icon=":material/check_circle:")
     failure = st.session_state.pop(K_ERROR, None)
     if failure:
         action, error = failure
@@ -253,7 +253,7 @@ def _draw_photo_feedback(api: InspectionApi, result: JSON) -> None:
             st.caption(f"we see: {format_grade(photo.get('grade'))}")
             quality = photo.get("quality") or {}
             if quality.get("passed", True) and not quality.get("flags"):
-                st.success("Good photo, thank you.", icon="✅")
+                st.success("Good photo, thank you.", icon=":material/check_circle:")
             else:
                 render_quality(quality)
 
@@ -335,7 +335,9 @@ def _draw_status(ret: JSON) -> None:
 
 def main() -> None:
     """Draws the portal."""
-    st.set_page_config(page_title="Return an item", page_icon="📦", layout="centered")
+    st.set_page_config(
+        page_title="Return an item", page_icon=":material/assignment_return:", layout="centered"
+    )
     st.title("Return an item")
     _draw_messages()
     ret: JSON | None = st.session_state.get(K_RETURN)

@@ -11,13 +11,17 @@ import streamlit as st
 
 VIEWS = Path(__file__).parent / "views"
 
-st.set_page_config(page_title="Returns inspection", page_icon="📦", layout="wide")
+st.set_page_config(
+    page_title="Returns inspection", page_icon=":material/inventory_2:", layout="wide"
+)
 
 page = st.navigation(
     [
-        st.Page(VIEWS / "station.py", title="Station", icon="📦", default=True),
-        st.Page(VIEWS / "qa.py", title="QA review", icon="🔍"),
-        st.Page(VIEWS / "dashboard.py", title="Dashboard", icon="📊"),
+        st.Page(
+            VIEWS / "station.py", title="Station", icon=":material/barcode_scanner:", default=True
+        ),
+        st.Page(VIEWS / "qa.py", title="QA review", icon=":material/fact_check:"),
+        st.Page(VIEWS / "dashboard.py", title="Dashboard", icon=":material/monitoring:"),
     ]
 )
 page.run()

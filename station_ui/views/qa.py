@@ -62,7 +62,7 @@ def _on_relabel(photo_id: int) -> None:
 def _draw_messages() -> None:
     flash = st.session_state.pop(K_FLASH, None)
     if flash:
-        st.success(flash, icon="✅")
+        st.success(flash, icon=":material/check_circle:")
     failure = st.session_state.pop(K_ERROR, None)
     if failure:
         action, error = failure

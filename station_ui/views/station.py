@@ -22,7 +22,8 @@ from station_ui.display import (
     format_money,
     render_decision,
     render_item_grade,
-    render_photo,
+    render_photo_grid,
+    render_quality,
     show_api_error,
 )
 from station_ui.settings import load_settings
@@ -214,7 +215,7 @@ def _on_refund(return_id: int) -> None:
 def _draw_messages() -> None:
     flash = st.session_state.pop(K_FLASH, None)
     if flash:
-        st.success(flash, icon="✅")
+        st.success(flash, icon=":material/check_circle:")
     failure = st.session_state.pop(K_ERROR, None)
     if failure:
         action, error = failure
@@ -274,30 +275,28 @@ def _draw_photos(api: InspectionApi, ret: JSON) -> None:
     photos = ret.get("photos") or []
     customer = [p for p in photos if p.get("source") == "customer"]
     station = [p for p in photos if p.get("source") == "station"]
-    left, right = st.columns(2)
-    with left:
-        st.markdown(f"**Customer photos** ({len(customer)})")
-        if not customer:
-            st.caption("the customer sent no photos")
-        for photo in customer:
-            render_photo(api, photo)
-    with right:
-        st.markdown(f"**Station photos** ({len(station)})")
-        if not station:
-            st.caption("no station photos yet")
-        for photo in station:
-            render_photo(api, photo)
+    st.markdown(f"#### Customer photos ({len(customer)})")
+    if customer:
+        render_photo_grid(api, customer)
+    else:
+        st.caption("the customer sent no photos")
+    st.markdown(f"#### Station photos ({len(station)})")
+    if station:
+        render_photo_grid(api, station)
+    else:
+        st.caption("no station photos yet")
 
 
 def _draw_capture(ret: JSON) -> None:
     return_id = int(ret["id"])
     st.markdown("#### Photograph the item")
+    # Outside the form: a toggle inside a form would only take effect on submit.
+    use_camera = st.toggle("Use the station camera", key="station_use_camera")
     with st.form("station_photos", clear_on_submit=True):
-        use_camera = st.toggle("Use the station camera", key="station_use_camera")
         if use_camera:
             st.camera_input("Station camera", key="station_camera")
         st.file_uploader(
-            "or upload photos",
+            "Upload photos" if not use_camera else "or upload photos",
             type=PHOTO_TYPES,
             accept_multiple_files=True,
             key="station_files",
@@ -307,7 +306,7 @@ def _draw_capture(ret: JSON) -> None:
         )
 
 
-def _draw_last_upload(api: InspectionApi, ret: JSON) -> None:
+def _draw_last_upload(ret: JSON) -> None:
     result = st.session_state.get(K_UPLOAD)
     if not result:
         return
@@ -317,10 +316,11 @@ def _draw_last_upload(api: InspectionApi, ret: JSON) -> None:
     with st.container(border=True):
         st.markdown("#### Station grade")
         render_item_grade(result.get("item_grade"), title="Station grade")
-        cols = st.columns(max(1, min(3, len(photos))))
-        for index, photo in enumerate(photos):
-            with cols[index % len(cols)]:
-                render_photo(api, photo)
+        for photo in photos:
+            quality = photo.get("quality") or {}
+            if quality.get("flags") or not quality.get("passed", True):
+                st.markdown(f"Photo {photo.get('id')}:")
+                render_quality(quality)
 
 
 def _draw_receive(ret: JSON) -> None:
@@ -430,7 +430,11 @@ def _draw_history(api: InspectionApi, ret: JSON) -> None:
         if audit is None:
             return
         events = audit.get("events") or []
-        st.caption("hash chain intact" if audit.get("chain_valid") else "⚠️ hash chain broken")
+        st.caption(
+            "hash chain intact"
+            if audit.get("chain_valid")
+            else ":material/warning: hash chain broken"
+        )
         st.dataframe(
             [
                 {
@@ -455,20 +459,24 @@ def _draw_return(api: InspectionApi, return_id: int) -> None:
         return
     status = str(ret.get("status"))
     _draw_header(ret)
-    _draw_photos(api, ret)
-    st.markdown("#### Grade and decision")
-    render_item_grade(ret.get("item_grade"))
-    render_decision(ret.get("decision"))
-    _draw_last_upload(api, ret)
-    if status in PHOTO_STATUSES:
-        _draw_capture(ret)
-    if status in RECEIVE_STATUSES:
-        _draw_receive(ret)
-    if status in INSPECT_STATUSES:
-        _draw_inspection(ret)
-    if status in REVIEW_STATUSES:
-        _draw_review(ret)
-    _draw_refund(api, ret)
+    photos_col, work_col = st.columns([3, 2], gap="large")
+    with work_col:
+        # The next step sits at the top of its column, where the inspector looks first.
+        if status in PHOTO_STATUSES:
+            _draw_capture(ret)
+        _draw_last_upload(ret)
+        if status in RECEIVE_STATUSES:
+            _draw_receive(ret)
+        if status in INSPECT_STATUSES:
+            _draw_inspection(ret)
+        if status in REVIEW_STATUSES:
+            _draw_review(ret)
+        _draw_refund(api, ret)
+        st.markdown("#### Grade and decision")
+        render_item_grade(ret.get("item_grade"))
+        render_decision(ret.get("decision"))
+    with photos_col:
+        _draw_photos(api, ret)
     _draw_history(api, ret)
 
 

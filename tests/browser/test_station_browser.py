@@ -17,8 +17,19 @@ pytestmark = pytest.mark.browser
 
 
 def _shot(page: Any, name: str) -> None:
-    page.wait_for_timeout(300)  # let Streamlit finish fading in the rerun before the picture
+    """Saves the whole page: Streamlit scrolls inside its own container, so the viewport is
+    stretched to the content's height for the picture and put back after."""
+    _wait_idle(page)
+    height = page.evaluate(
+        """() => Math.max(...[...document.querySelectorAll(
+            '[data-testid="stMain"], [data-testid="stMainBlockContainer"], section')]
+            .map(e => e.scrollHeight), document.body.scrollHeight)"""
+    )
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(max(height, 900), 8000)})
+    page.wait_for_timeout(400)  # let the re-layout settle before the picture
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
 
 
 def _wait_idle(page: Any) -> None:
@@ -37,7 +48,6 @@ def test_station_flow_in_chromium(page: Any, station_url: str, browser_seeder: S
     scan.press("Enter")  # what a barcode scanner sends after the code
     page.get_by_text("Status: Label sent").wait_for()
     page.get_by_text("Customer photos (2)").wait_for()
-    _wait_idle(page)
     _shot(page, "02-return-scanned")
 
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
@@ -47,12 +57,10 @@ def test_station_flow_in_chromium(page: Any, station_url: str, browser_seeder: S
     page.get_by_role("button", name="Grade station photos").click()
     page.get_by_text("1 station photo(s) graded").wait_for()
     page.get_by_text("Station photos (1)").wait_for()
-    _wait_idle(page)
     _shot(page, "03-station-photo-graded")
 
     page.get_by_role("button", name="Confirm receipt").click()
     page.get_by_text("Status: Item received").wait_for()
-    _wait_idle(page)
     _shot(page, "04-received")
 
     page.get_by_role("button", name="Confirm grade").click()
@@ -60,18 +68,13 @@ def test_station_flow_in_chromium(page: Any, station_url: str, browser_seeder: S
     release = page.get_by_role("button", name="Release refund")
     release.wait_for()
     assert release.is_disabled(), "the refund needs the confirmation tick first"
-    _wait_idle(page)
     _shot(page, "05-inspected-refund-quote")
 
     page.get_by_text("I checked the item").click()
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('button')].some("
-        "b => b.innerText.startsWith('Release refund') && !b.disabled)"
-    )
-    release.click()
+    _wait_idle(page)
+    page.locator("button:not([disabled])", has_text="Release refund").click()
     page.get_by_text("Refund released").wait_for()
     page.get_by_text("Status: Refunded").wait_for()
-    _wait_idle(page)
     _shot(page, "06-refunded")
 
     after = browser_seeder.get_return(ret["id"])
@@ -94,13 +97,11 @@ def test_qa_dashboard_and_portal_render(
     page.goto(f"{station_url}/qa")
     page.get_by_role("heading", name="QA review").wait_for()
     page.get_by_text(ret["rma"]).first.wait_for()
-    _wait_idle(page)
     _shot(page, "10-qa")
 
     page.goto(f"{station_url}/dashboard")
     page.get_by_role("heading", name="Returns dashboard").wait_for()
     page.get_by_text("Automation rate").wait_for()
-    _wait_idle(page)
     _shot(page, "11-dashboard")
 
     order = browser_seeder.order()
@@ -110,6 +111,5 @@ def test_qa_dashboard_and_portal_render(
     page.get_by_label("E-mail").fill(order["customer"]["email"])
     page.get_by_role("button", name="Find my order").click()
     page.get_by_text("Tick the items to return").wait_for()
-    _wait_idle(page)
     _shot(page, "12-portal-items")
     assert page.get_by_text("Test phone 1").count() >= 1
