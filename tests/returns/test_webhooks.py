@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from inspection.returns.outbox import enqueue_event, subscribes_to
 from inspection.returns.signing import sign_payload, verify_signature
@@ -134,7 +134,7 @@ def _enqueue(engine: Engine, event_type: str = "return.approved", **payload: obj
 
 def _deliveries(engine: Engine) -> list[WebhookDelivery]:
     with Session(engine) as session:
-        return list(session.exec(select(WebhookDelivery).order_by(WebhookDelivery.id)).all())
+        return list(session.exec(select(WebhookDelivery).order_by(col(WebhookDelivery.id))).all())
 
 
 # --- signing --------------------------------------------------------------------------------
