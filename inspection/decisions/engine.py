@@ -184,15 +184,23 @@ def decide(
     grade: GradeFacts | None,
     claim: ReturnClaim | None = None,
     customer: CustomerHistory | None = None,
+    return_value_cents: int | None = None,
 ) -> Decision:
-    """Decides one returned line; pass `claim` and `customer` to allow instant refunds."""
-    value_cents = returned_value_cents(line=line, claim=claim)
+    """Decides one returned line; pass `claim` and `customer` to allow instant refunds.
+
+    `return_value_cents` is the value of the whole return when it holds several lines: the
+    value limits then apply to the whole, so splitting a return into cheap lines cannot get an
+    expensive one through without a person.
+    """
+    line_value = returned_value_cents(line=line, claim=claim)
+    value_cents = max(line_value, return_value_cents or 0)
     inputs: dict[str, Any] = {
         "stage": stage,
         "line": line.model_dump(mode="json"),
         "claim": claim.model_dump(mode="json") if claim is not None else None,
         "customer": customer.model_dump(mode="json") if customer is not None else None,
         "value_cents": value_cents,
+        "line_value_cents": line_value,
         "eligibility": eligibility.model_dump(mode="json"),
         "fraud": fraud.model_dump(mode="json"),
         "grade": grade.model_dump(mode="json") if grade is not None else None,

@@ -153,6 +153,13 @@ CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
     ),
     ("above-instant-limit", {"line": f.line(price_cents=10_001)}, "approve", ["auto_approved"]),
     (
+        "whole-return-over-limit",
+        {"return_value_cents": 50_001},
+        "needs_review",
+        ["above_auto_approve_limit"],
+    ),
+    ("whole-return-blocks-instant", {"return_value_cents": 10_001}, "approve", ["auto_approved"]),
+    (
         "young-account",
         {"customer": f.customer(account_created_at=f.CLAIMED - timedelta(days=89))},
         "approve",
@@ -293,6 +300,7 @@ _situations = st.fixed_dictionaries(
         "age_days": st.integers(min_value=0, max_value=3000),
         "with_customer": st.booleans(),
         "signals": _signals,
+        "other_lines_cents": st.none() | st.integers(min_value=0, max_value=2_000_000),
     }
 )
 
@@ -341,6 +349,9 @@ def _from_situation(policy: Policy, s: dict[str, Any]) -> dict[str, Any]:
         "grade": grade,
         "claim": claim,
         "customer": customer,
+        "return_value_cents": None
+        if s["other_lines_cents"] is None
+        else line.price_cents * claim.quantity + s["other_lines_cents"],
     }
 
 
@@ -353,7 +364,7 @@ def test_never_auto_approves_above_the_value_limit(
 ) -> None:
     args = _from_situation(policy, situation)
     decision = decide(**args)
-    value = args["line"].price_cents * args["claim"].quantity
+    value = max(args["line"].price_cents * args["claim"].quantity, args["return_value_cents"] or 0)
     limit = policy.auto_approve.max_value_cents.for_currency(args["line"].currency)
     if decision.outcome in ("approve", "approve_refund"):
         assert value <= limit
