@@ -85,14 +85,22 @@ def _ransac_inliers(a: _Keypoints, b: _Keypoints, matcher: cv2.BFMatcher) -> int
     return int(mask.sum()) if mask is not None else 0
 
 
+def _usable(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    # An empty or sliver image (a failed decode upstream) has nothing to match; skip it.
+    kept = [i for i in images if i.ndim in (2, 3) and min(i.shape[:2]) >= 16]
+    if len(kept) < len(images):
+        logger.warning("unit comparison skipped %d unusable image(s)", len(images) - len(kept))
+    return kept
+
+
 def best_pair_inliers(
     customer_images: Sequence[np.ndarray], station_images: Sequence[np.ndarray]
 ) -> tuple[int, bool]:
     """Inliers of the best customer/station photo pair, and whether the evidence is conclusive."""
     orb = cv2.ORB.create(nfeatures=ORB_FEATURES)
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-    customer = [_keypoints(i, orb) for i in customer_images[:MAX_PHOTOS_PER_SIDE]]
-    station = [_keypoints(i, orb) for i in station_images[:MAX_PHOTOS_PER_SIDE]]
+    customer = [_keypoints(i, orb) for i in _usable(customer_images)[:MAX_PHOTOS_PER_SIDE]]
+    station = [_keypoints(i, orb) for i in _usable(station_images)[:MAX_PHOTOS_PER_SIDE]]
     best, conclusive = 0, False
     for a in customer:
         for b in station:

@@ -156,3 +156,18 @@ def test_damage_diff(
     assert result.damage_present_at_claim == present
     assert result.damage_new_since_claim == new
     assert (result.customer_grade, result.station_grade) == ("resell", "reject")
+
+
+def test_gray_rgba_and_unusable_images(photos: dict[str, np.ndarray]) -> None:
+    import cv2
+
+    gray = cv2.cvtColor(photos["customer"], cv2.COLOR_RGB2GRAY)
+    station = photos["station_same"]
+    rgba = np.dstack([station, np.full(station.shape[:2], 255, np.uint8)])
+    assert _compare([gray], [rgba]).same_unit_likely
+    # Empty and sliver images are skipped instead of crashing the comparison.
+    empty = np.zeros((0, 0, 3), np.uint8)
+    sliver = np.zeros((4, 500, 3), np.uint8)
+    result = _compare([empty, sliver, photos["customer"]], [photos["station_other"]])
+    assert not result.same_unit_likely
+    assert _compare([empty], [station]).local_feature_matches == 0
