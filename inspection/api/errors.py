@@ -76,3 +76,52 @@ def install_error_handlers(app: FastAPI) -> None:
                 }
             },
         )
+
+
+class BodySizeLimit:
+    """ASGI middleware: refuses a request body over `max_bytes` with a JSON 413.
+
+    A declared Content-Length over the limit is refused before any byte is read; a streamed
+    body is cut off as soon as it passes the limit (the route sees an HTTPException, which the
+    handler above turns into the error envelope), so nothing is parsed or stored.
+    """
+
+    def __init__(self, app: Any, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _error(self) -> StarletteHTTPException:
+        return StarletteHTTPException(
+            status_code=413,
+            detail=(
+                f"the request body is over the {self.max_bytes / 1e6:.1f} MB limit: send fewer "
+                "or smaller photos per request"
+            ),
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            error = self._error()
+            response = JSONResponse(
+                status_code=413,
+                content={"error": {"code": "too_large", "message": error.detail}},
+                headers={"Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._error()
+            return message
+
+        await self.app(scope, limited_receive, send)

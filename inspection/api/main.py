@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from inspection.api.errors import install_error_handlers
+from inspection.api.errors import BodySizeLimit, install_error_handlers
 from inspection.api.routes import (
     audit,
     grade,
@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Over-limit bodies get a JSON 413 before any route parses (or stores) them.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.security.max_body_bytes)
     app.include_router(health.router)
     for module in (grade, orders, returns, photos, refunds, qa, webhooks, audit, insights):
         app.include_router(module.router, prefix="/v1")
