@@ -10,7 +10,6 @@ import pytest
 from inspection.decisions.types import UnitComparison
 from inspection.grading.unit_match import (
     EMBEDDING_DIFFERENT_OBJECT,
-    EMBEDDING_SAME_PRODUCT,
     MIN_INLIERS_SAME_UNIT,
     best_embedding_similarity,
     compare_units,
@@ -109,13 +108,12 @@ def test_embedding_similarity_is_best_cosine() -> None:
 VERDICTS = [
     # (inliers, conclusive, embedding similarity, same unit?)
     (MIN_INLIERS_SAME_UNIT, True, None, True),
-    (MIN_INLIERS_SAME_UNIT, True, 0.1, True),  # shared surface beats embeddings
+    (MIN_INLIERS_SAME_UNIT, True, 0.1, True),  # a shared surface beats embeddings
     (MIN_INLIERS_SAME_UNIT - 1, True, None, False),
-    (3, True, EMBEDDING_SAME_PRODUCT, True),  # same look, e.g. a plain product
-    (3, True, EMBEDDING_SAME_PRODUCT - 0.01, False),
-    (0, False, None, True),  # nothing to judge on
+    (3, True, 0.95, False),  # embeddings never vouch for a unit keypoints reject
+    (0, False, None, True),  # nothing to judge on: no accusation
     (0, False, EMBEDDING_DIFFERENT_OBJECT - 0.01, False),
-    (0, False, 0.7, False),
+    (0, False, EMBEDDING_DIFFERENT_OBJECT, True),
     (0, False, 0.9, True),
 ]
 
