@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inspection.decisions.eligibility import check_eligibility, window_deadline
 from inspection.decisions.policy import Policy
@@ -348,3 +351,36 @@ def test_every_rule_reports_even_when_several_fail(policy: Policy) -> None:
         "non_returnable_category",
         "quantity_exceeds_purchased",
     }
+
+
+_ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Pacific/Auckland", "UTC"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    zone=st.sampled_from(_ZONES),
+    delivered=st.datetimes(
+        min_value=datetime(2025, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+    ),
+    window=st.sampled_from([0, 1, 14, 30, 60]),
+)
+def test_window_boundary_is_local_midnight_in_any_zone(
+    zone: str, delivered: datetime, window: int
+) -> None:
+    """Whatever the zone and DST, the last microsecond of local day N is in and the next is out."""
+    raw = yaml.safe_load(BUNDLED_POLICY.read_text())
+    raw["timezone"] = zone
+    raw["categories"]["apparel"]["window_days"] = window
+    zoned = Policy.from_mapping(raw)
+    deadline = window_deadline(policy=zoned, start=delivered, days=window)
+    local_deadline = deadline.astimezone(ZoneInfo(zone))
+    assert (local_deadline.hour, local_deadline.minute, local_deadline.second) == (0, 0, 0)
+    days = (local_deadline.date() - delivered.astimezone(ZoneInfo(zone)).date()).days
+    assert days == window + 1
+    line = f.line(ordered_at=delivered - timedelta(days=1), delivered_at=delivered)
+    last_in = check_eligibility(
+        policy=zoned, line=line, claim=f.claim(requested_at=deadline - timedelta(microseconds=1))
+    )
+    first_out = check_eligibility(policy=zoned, line=line, claim=f.claim(requested_at=deadline))
+    assert _rule(last_in, "window").passed
+    assert not _rule(first_out, "window").passed
