@@ -130,14 +130,12 @@ class AnomalyModel:
                 raise ValueError("a tree splits on a feature the file does not name")
 
     def vector(self, features: Mapping[str, float]) -> np.ndarray:
-        """Features in the model's order; a missing one takes its training median."""
-        return np.array(
-            [
-                float(features.get(name, self.fill_values.get(name, 0.0)))
-                for name in self.feature_names
-            ],
-            dtype=np.float64,
-        )
+        """Features in the model's order; a missing or non-finite one takes its training median."""
+        values = []
+        for name in self.feature_names:
+            value = float(features.get(name, math.nan))
+            values.append(value if math.isfinite(value) else self.fill_values.get(name, 0.0))
+        return np.array(values, dtype=np.float64)
 
     def score_matrix(self, rows: np.ndarray) -> np.ndarray:
         """Anomaly scores (0..1) of a 2-D array of feature rows in `feature_names` order."""

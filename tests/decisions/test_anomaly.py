@@ -123,6 +123,9 @@ def test_missing_features_take_training_medians() -> None:
     assert model is not None
     assert model.score({}) == pytest.approx(model.score(model.fill_values))
     assert model.score({"unknown_feature": 5.0}) == model.score({})
+    assert model.score({"order_value_log": float("nan"), "orders_count": float("inf")}) == (
+        model.score({})
+    )
 
 
 def test_missing_or_broken_file_turns_the_signal_off(tmp_path: Path) -> None:
