@@ -201,6 +201,7 @@ def decide(
         "customer": customer.model_dump(mode="json") if customer is not None else None,
         "value_cents": value_cents,
         "line_value_cents": line_value,
+        "return_value_cents": return_value_cents,
         "eligibility": eligibility.model_dump(mode="json"),
         "fraud": fraud.model_dump(mode="json"),
         "grade": grade.model_dump(mode="json") if grade is not None else None,

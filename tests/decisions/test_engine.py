@@ -16,7 +16,15 @@ from inspection.decisions.eligibility import check_eligibility
 from inspection.decisions.engine import decide
 from inspection.decisions.fraud import combine_weights
 from inspection.decisions.policy import FRAUD_SIGNALS, Policy
-from inspection.decisions.types import FraudAssessment, FraudSignal
+from inspection.decisions.types import (
+    CustomerHistory,
+    EligibilityResult,
+    FraudAssessment,
+    FraudSignal,
+    GradeFacts,
+    OrderLineFacts,
+    ReturnClaim,
+)
 from tests.decisions import factories as f
 from tests.decisions.conftest import BUNDLED_POLICY
 
@@ -396,3 +404,28 @@ def test_fraud_alone_never_makes_a_return_ineligible(
     if args["eligibility"].eligible and args["fraud"].score >= policy.fraud.review_threshold:
         assert with_fraud.outcome == "needs_review"
         assert all(s.reason_code in with_fraud.reason_codes for s in args["fraud"].signals)
+
+
+@settings(
+    max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
+)
+@given(_situations)
+def test_a_decision_replays_from_its_recorded_inputs(
+    policy: Policy, situation: dict[str, Any]
+) -> None:
+    decision = decide(**_from_situation(policy, situation))
+    recorded = json.loads(json.dumps(decision.inputs))  # as stored in the database
+    replayed = decide(
+        policy=policy,
+        stage=recorded["stage"],
+        line=OrderLineFacts.model_validate(recorded["line"]),
+        eligibility=EligibilityResult.model_validate(recorded["eligibility"]),
+        fraud=FraudAssessment.model_validate(recorded["fraud"]),
+        grade=GradeFacts.model_validate(recorded["grade"]) if recorded["grade"] else None,
+        claim=ReturnClaim.model_validate(recorded["claim"]) if recorded["claim"] else None,
+        customer=CustomerHistory.model_validate(recorded["customer"])
+        if recorded["customer"]
+        else None,
+        return_value_cents=recorded["return_value_cents"],
+    )
+    assert replayed.model_dump() == decision.model_dump()
