@@ -26,10 +26,10 @@ from tests.fixtures.database import (
 from tests.returns.test_webhooks import SECRET, Receiver, receiver  # noqa: F401 - fixture
 
 
-def _submitted_return(client: TestClient, jpeg: bytes) -> tuple[dict, str]:
+def _submitted_return(client: TestClient, photos: list[bytes]) -> tuple[dict, str]:
     order = create_order(client, price_cents=4999, category="electronics")
     ret, token = open_return(client, order, reason_code="defective")
-    uploaded = upload_photos(client, ret["id"], [jpeg], source="customer", headers=bearer(token))
+    uploaded = upload_photos(client, ret["id"], photos, source="customer", headers=bearer(token))
     assert uploaded.status_code == 201, uploaded.text
     submitted = client.post(f"/v1/returns/{ret['id']}/submit", headers=bearer(token))
     assert submitted.status_code == 200, submitted.text
@@ -39,6 +39,7 @@ def _submitted_return(client: TestClient, jpeg: bytes) -> tuple[dict, str]:
 def test_audit_evidence_and_webhooks_of_a_real_return(
     api_client: TestClient,
     product_jpeg: bytes,
+    cracked_jpeg: bytes,
     receiver: Receiver,  # noqa: F811 - the fixture
 ) -> None:
     hook = api_client.post(
@@ -47,7 +48,8 @@ def test_audit_evidence_and_webhooks_of_a_real_return(
         headers=INTEGRATION,
     )
     assert hook.status_code == 201, hook.text
-    ret, token = _submitted_return(api_client, product_jpeg)
+    # Electronics need two customer photos under the bundled policy.
+    ret, token = _submitted_return(api_client, [product_jpeg, cracked_jpeg])
     return_id = ret["id"]
 
     response = api_client.get(f"/v1/returns/{return_id}/audit", headers=STATION)
@@ -68,8 +70,9 @@ def test_audit_evidence_and_webhooks_of_a_real_return(
     assert f"evidence-{ret['rma']}.zip" in pack.headers["content-disposition"]
     with zipfile.ZipFile(io.BytesIO(pack.content)) as archive:
         document = json.loads(archive.read("evidence.json"))
-        photo = document["photos"][0]
-        assert archive.read(photo["files"]["original"]) == product_jpeg
+        stored = [archive.read(p["files"]["original"]) for p in document["photos"]]
+    assert stored == [product_jpeg, cracked_jpeg]
+    photo = document["photos"][0]
     assert photo["sha256"] == hashlib.sha256(product_jpeg).hexdigest()
     assert document["return"]["id"] == return_id
     assert document["order"]["lines"][0]["price_cents"] == 4999
