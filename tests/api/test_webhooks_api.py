@@ -162,3 +162,35 @@ def test_dead_letter_is_visible_and_retry_delivers_exactly_once(
     assert audit["chain_valid"] is True
     assert [e["action"] for e in audit["events"]] == ["webhook.retry_requested"]
     assert audit["events"][0]["actor"] == "integration"
+
+
+def test_lifespan_worker_delivers_in_the_background_and_stops_with_the_app(
+    make_settings: SettingsFactory,
+    database_url: str,
+    tmp_path: Path,
+    receiver: Receiver,  # noqa: F811 - the fixture
+) -> None:
+    import time
+
+    settings = make_settings(
+        database_url=database_url,
+        models_dir=tmp_path / "no-models",
+        webhook=WebhookSettings(run_worker=True, worker_interval_seconds=0.05),
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        _register(client, receiver.url)
+        engine = client.app.state.engine  # type: ignore[attr-defined]
+        with Session(engine) as session:
+            event = enqueue_event(
+                session=session, event_type="decision.made", payload={"n": 1}, return_id=None
+            )
+            session.commit()
+            event_id = event.event_id
+        # Bounded wait for the background worker; the assertion is on what arrived, not speed.
+        for _ in range(600):
+            if receiver.processed:
+                break
+            time.sleep(0.025)
+    # Leaving the block ran the lifespan shutdown, which awaited the worker's stop.
+    assert receiver.processed == {event_id: 1}
+    assert receiver.bad_signatures == 0
