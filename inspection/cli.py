@@ -111,5 +111,60 @@ def check_policy(
     )
 
 
+
+@app.command("purge-photos")
+def purge_photos(
+    days: Annotated[
+        int | None, typer.Option(help="Retention in days (default: the storage setting).")
+    ] = None,
+) -> None:
+    """Erases customer photos older than the retention period (the audit log keeps the fact)."""
+    from sqlmodel import Session
+
+    from inspection.returns.photos import purge_expired_photos
+    from inspection.store.blobs import BlobStore
+    from inspection.store.db import init_engine
+
+    settings = get_settings()
+    retention = days if days is not None else settings.storage.photo_retention_days
+    if retention < 1:
+        typer.echo("--days must be at least 1", err=True)
+        raise typer.Exit(2)
+    engine = init_engine(settings=settings)
+    try:
+        with Session(engine) as session:
+            purged = purge_expired_photos(
+                session=session,
+                blobs=BlobStore(settings.storage.blob_dir),
+                retention_days=retention,
+            )
+    finally:
+        engine.dispose()
+    typer.echo(f"purged {purged} customer photo(s) older than {retention} days")
+
+
+@app.command("create-api-key")
+def create_api_key_command(
+    role: Annotated[str, typer.Option(help="station, qa, admin or integration.")],
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+) -> None:
+    """Creates a staff API key stored hashed; the key is printed once."""
+    from sqlmodel import Session
+
+    from inspection.store.api_keys import create_api_key
+    from inspection.store.db import init_engine
+
+    engine = init_engine(settings=get_settings())
+    try:
+        with Session(engine) as session:
+            key = create_api_key(session=session, role=role, name=name)
+    except InspectionError as exc:
+        typer.echo(f"error: {exc.message} ({exc.hint})", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    typer.echo(key)
+
+
 if __name__ == "__main__":
     app()

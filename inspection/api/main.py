@@ -40,6 +40,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging()
         app.state.settings = settings
         app.state.engine = init_engine(settings=settings)
+        # Staff keys created with `inspection create-api-key` (stored hashed) are accepted too.
+        from inspection.store.api_keys import make_api_key_lookup
+
+        app.state.api_key_lookup = make_api_key_lookup(engine=app.state.engine)
         app.state.grading = GradingPipeline.from_settings(settings=settings)
         worker = start_delivery_worker(app=app) if settings.webhook.run_worker else None
         try:

@@ -1,0 +1,182 @@
+"""Photo uploads: a bad file rejects the whole request and stores nothing; station/customer
+sources by status; privacy deletion keeps the audit fact but not the image; retention purge."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+from typer.testing import CliRunner
+
+from inspection.settings import Settings
+from inspection.store.models import Inspection, Photo, utcnow
+from inspection.store.records import AuditEvent
+from tests.fixtures.database import ADMIN, STATION, bearer, create_order, open_return, upload_photos
+from tests.fixtures.images import make_photo_bytes
+
+
+def _photo_rows(client: TestClient) -> tuple[int, int]:
+    with Session(client.app.state.engine) as session:  # type: ignore[attr-defined]
+        return (
+            session.exec(select(func.count()).select_from(Photo)).one(),
+            session.exec(select(func.count()).select_from(Inspection)).one(),
+        )
+
+
+def _blob_files(settings: Settings) -> list[Path]:
+    root = Path(settings.storage.blob_dir)
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def test_one_bad_file_rejects_the_request_and_stores_nothing(
+    api_client: TestClient, settings: Settings
+) -> None:
+    ret, token = open_return(api_client, create_order(api_client))
+    files = [
+        ("files", ("good.jpg", make_photo_bytes(seed=1), "image/jpeg")),
+        ("files", ("notes.txt", b"this is not a photo at all", "text/plain")),
+    ]
+
+    response = api_client.post(
+        f"/v1/returns/{ret['id']}/photos",
+        files=files,
+        data={"source": "customer"},
+        headers=bearer(token),
+    )
+
+    assert 400 <= response.status_code < 500, response.text
+    error = response.json()["error"]
+    assert error["message"] and "Traceback" not in response.text
+    assert _photo_rows(api_client) == (0, 0)
+    assert _blob_files(settings) == []
+
+
+def test_oversized_upload_is_413(api_client: TestClient, settings: Settings) -> None:
+    ret, token = open_return(api_client, create_order(api_client))
+    too_big = b"\xff\xd8" + b"0" * (settings.intake.max_bytes + 10)
+
+    response = upload_photos(
+        api_client, ret["id"], [too_big], source="customer", headers=bearer(token)
+    )
+
+    assert response.status_code == 413
+    assert _photo_rows(api_client) == (0, 0)
+
+
+def test_upload_needs_files_and_a_known_source(api_client: TestClient) -> None:
+    ret, token = open_return(api_client, create_order(api_client))
+
+    no_files = api_client.post(
+        f"/v1/returns/{ret['id']}/photos", data={"source": "customer"}, headers=bearer(token)
+    )
+    bad_source = upload_photos(
+        api_client, ret["id"], [make_photo_bytes(seed=1)], source="drone", headers=bearer(token)
+    )
+
+    assert no_files.status_code == 422
+    assert bad_source.status_code == 422
+    assert "source" in bad_source.json()["error"]["message"]
+
+
+def test_photos_accumulate_into_one_item_grade(api_client: TestClient) -> None:
+    ret, token = open_return(api_client, create_order(api_client))
+
+    first = upload_photos(
+        api_client, ret["id"], [make_photo_bytes(seed=1)], source="customer", headers=bearer(token)
+    )
+    second = upload_photos(
+        api_client,
+        ret["id"],
+        [make_photo_bytes(seed=2, defect="crack")],
+        source="customer",
+        headers=bearer(token),
+    )
+
+    assert first.status_code == 201 and second.status_code == 201
+    state = api_client.get(f"/v1/returns/{ret['id']}", headers=bearer(token)).json()
+    assert len(state["photos"]) == 2
+    assert state["item_grade"]["grade"] == second.json()["item_grade"]["grade"]
+    annotated = api_client.get(state["photos"][0]["annotated_url"], headers=STATION)
+    assert annotated.status_code == 200 and annotated.content[:4] == b"\x89PNG"
+
+
+def test_privacy_delete_erases_images_but_keeps_the_audit_fact(
+    api_client: TestClient, settings: Settings
+) -> None:
+    ret, token = open_return(api_client, create_order(api_client))
+    photo = make_photo_bytes(seed=7)
+    uploaded = upload_photos(
+        api_client, ret["id"], [photo], source="customer", headers=bearer(token)
+    )
+    photo_id = uploaded.json()["photos"][0]["id"]
+    assert _blob_files(settings)
+
+    response = api_client.delete(f"/v1/customers/{ret['customer_id']}/photos", headers=ADMIN)
+
+    assert response.status_code == 200 and response.json() == {"deleted": 1}
+    assert api_client.get(f"/v1/photos/{photo_id}/image", headers=STATION).status_code == 404
+    assert _blob_files(settings) == []
+    state = api_client.get(f"/v1/returns/{ret['id']}", headers=STATION).json()
+    assert state["photos"][0]["deleted"] is True and state["photos"][0]["image_url"] is None
+    with Session(api_client.app.state.engine) as session:  # type: ignore[attr-defined]
+        events = session.exec(
+            select(AuditEvent).where(
+                AuditEvent.return_id == ret["id"], AuditEvent.action == "photos.deleted"
+            )
+        ).all()
+    assert len(events) == 1 and events[0].after["photo_ids"] == [photo_id]  # type: ignore[index]
+    again = api_client.delete(f"/v1/customers/{ret['customer_id']}/photos", headers=ADMIN)
+    assert again.json() == {"deleted": 0}
+    assert api_client.delete("/v1/customers/999999/photos", headers=ADMIN).status_code == 404
+
+
+def test_shared_blob_survives_deleting_one_customer(
+    api_client: TestClient, settings: Settings
+) -> None:
+    # The same bytes uploaded by two customers are one blob: erasing one keeps the other's.
+    photo = make_photo_bytes(seed=9)
+    ret_a, token_a = open_return(api_client, create_order(api_client))
+    ret_b, token_b = open_return(api_client, create_order(api_client))
+    upload_photos(api_client, ret_a["id"], [photo], source="customer", headers=bearer(token_a))
+    kept = upload_photos(
+        api_client, ret_b["id"], [photo], source="customer", headers=bearer(token_b)
+    )
+
+    api_client.delete(f"/v1/customers/{ret_a['customer_id']}/photos", headers=ADMIN)
+
+    image = api_client.get(f"/v1/photos/{kept.json()['photos'][0]['id']}/image", headers=STATION)
+    assert image.status_code == 200 and image.content == photo
+
+
+def test_purge_photos_command_erases_only_expired(
+    api_client: TestClient, settings: Settings, monkeypatch: object
+) -> None:
+    from inspection import cli
+
+    ret, token = open_return(api_client, create_order(api_client))
+    upload_photos(
+        api_client,
+        ret["id"],
+        [make_photo_bytes(seed=31), make_photo_bytes(seed=32)],
+        source="customer",
+        headers=bearer(token),
+    )
+    with Session(api_client.app.state.engine) as session:  # type: ignore[attr-defined]
+        old = session.exec(select(Photo).order_by(col(Photo.id))).first()
+        assert old is not None
+        old.created_at = utcnow() - timedelta(days=settings.storage.photo_retention_days + 1)
+        session.add(old)
+        session.commit()
+        old_id = old.id
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)  # type: ignore[attr-defined]
+
+    result = CliRunner().invoke(cli.app, ["purge-photos"])
+
+    assert result.exit_code == 0, result.output
+    assert "purged 1 customer photo" in result.output
+    state = api_client.get(f"/v1/returns/{ret['id']}", headers=STATION).json()
+    deleted = {p["id"]: p["deleted"] for p in state["photos"]}
+    assert deleted[old_id] is True and sum(deleted.values()) == 1
