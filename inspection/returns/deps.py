@@ -20,7 +20,7 @@ from inspection.store.models import Return
 
 def app_settings(request: Request) -> Settings:
     """The settings the app was built with (tests pass their own)."""
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 AppSettingsDep = Annotated[Settings, Depends(app_settings)]
@@ -28,7 +28,7 @@ AppSettingsDep = Annotated[Settings, Depends(app_settings)]
 
 def app_engine(request: Request) -> Engine:
     """The engine built at start-up."""
-    return request.app.state.engine  # type: ignore[no-any-return]
+    return request.app.state.engine
 
 
 EngineDep = Annotated[Engine, Depends(app_engine)]
@@ -48,7 +48,7 @@ def blob_store(request: Request, settings: AppSettingsDep) -> BlobStore:
     if store is None:
         store = BlobStore(settings.storage.blob_dir)
         request.app.state.blobs = store
-    return store  # type: ignore[no-any-return]
+    return store
 
 
 BlobsDep = Annotated[BlobStore, Depends(blob_store)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from inspection.decisions.types import (
@@ -133,7 +133,7 @@ def return_photos(
         query = query.where(Photo.source == source)
     if item_id is not None:
         query = query.where(
-            (Photo.return_item_id == item_id) | (col(Photo.return_item_id).is_(None))
+            or_(col(Photo.return_item_id) == item_id, col(Photo.return_item_id).is_(None))
         )
     return list(session.exec(query.order_by(col(Photo.id))).all())
 
@@ -179,7 +179,9 @@ def photo_matches(
         return []
     # Every other return's photo is a candidate; deleted photos keep their hashes for this.
     candidates = session.exec(
-        select(Photo.id, Photo.return_id, Photo.phash, Photo.embedding, Return.customer_id)
+        select(  # type: ignore[call-overload]
+            Photo.id, Photo.return_id, Photo.phash, Photo.embedding, Return.customer_id
+        )
         .join(Return, col(Return.id) == Photo.return_id)
         .where(Photo.return_id != ret.id)
     ).all()
@@ -219,7 +221,10 @@ def latest_item_grade(
     )
     if item_id is not None:
         query = query.where(
-            (Inspection.return_item_id == item_id) | (col(Inspection.return_item_id).is_(None))
+            or_(
+                col(Inspection.return_item_id) == item_id,
+                col(Inspection.return_item_id).is_(None),
+            )
         )
     return session.exec(query.order_by(col(Inspection.id).desc())).first()
 

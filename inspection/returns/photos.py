@@ -295,7 +295,7 @@ def compare_return_units(
     }
     customer_evidence = facts.photo_evidence(session=session, photos=customer)
     station_evidence = facts.photo_evidence(session=session, photos=station)
-    return compare_units(  # type: ignore[no-any-return]
+    return compare_units(
         customer_images=images(customer),
         station_images=images(station),
         customer_embeddings=embeddings(customer) or None,

@@ -61,7 +61,7 @@ class LedgerAdapter:
     name = "ledger"
 
     def pay(self, *, refund: Refund, rma: str) -> str:
-        return f"ledger-{refund.id:08d}"  # type: ignore[str-format]
+        return f"ledger-{refund.id:08d}"
 
 
 class WebhookAdapter:
@@ -364,10 +364,10 @@ def release_refund(
         log.warning("refund %s failed: %s", refund.id, exc)
     settled = _settle(
         engine=engine,
-        refund_id=refund.id,
+        refund_id=refund.id,  # type: ignore[arg-type]
         reference=reference,
         error=error,
-        actor=actor,  # type: ignore[arg-type]
+        actor=actor,
     )
     return RefundOutcome(refund=settled, created=created)
 

@@ -663,9 +663,9 @@ def inspect(
             )
         else:
             assert station is not None  # checked above
-            grade = facts.grade_facts(station)
-            assert grade is not None
-            grade = grade.model_copy(update={"decided_by": "inspector"})
+            model_grade = facts.grade_facts(station)
+            assert model_grade is not None
+            grade = model_grade.model_copy(update={"decided_by": "inspector"})
             row = Inspection(
                 return_id=ret.id,  # type: ignore[arg-type]
                 return_item_id=ctx.item.id,

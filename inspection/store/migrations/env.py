@@ -5,6 +5,7 @@ from INSPECTION_DATABASE_URL when run as `alembic -c inspection/store/migrations
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 from sqlmodel import SQLModel
 
 import inspection.store.models
@@ -14,7 +15,7 @@ from inspection.settings import DatabaseSettings
 target_metadata = SQLModel.metadata
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
