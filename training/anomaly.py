@@ -195,6 +195,12 @@ def history_from_database(database_url: str) -> list[HistoryRow]:
     for line in lines:
         value[line.order_id] = value.get(line.order_id, 0) + line.price_cents * line.quantity
     returns_by_id = {r.id: r for r in returns}
+    orders_of: dict[int | None, list[Order]] = {}
+    for o in orders:
+        orders_of.setdefault(o.customer_id, []).append(o)
+    returns_of: dict[int | None, list[Return]] = {}
+    for r in returns:
+        returns_of.setdefault(r.customer_id, []).append(r)
     flagged_returns = {
         d.return_id for d in decisions if "fraud_score_high" in (d.reason_codes or [])
     }
@@ -207,12 +213,8 @@ def history_from_database(database_url: str) -> list[HistoryRow]:
         if ret is None or order is None or customer is None:
             continue
         at = _aware(ret.created_at)
-        earlier_orders = [
-            o for o in orders if o.customer_id == customer.id and _aware(o.ordered_at) <= at
-        ]
-        earlier_returns = [
-            r for r in returns if r.customer_id == customer.id and _aware(r.created_at) < at
-        ]
+        earlier_orders = [o for o in orders_of.get(customer.id, []) if _aware(o.ordered_at) <= at]
+        earlier_returns = [r for r in returns_of.get(customer.id, []) if _aware(r.created_at) < at]
         rows.append(
             HistoryRow(
                 customer=CustomerHistory(
