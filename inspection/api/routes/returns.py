@@ -43,8 +43,8 @@ def open_return(
     ret, token = service.open_return(
         session=session, body=body, actor=actor, token_secret=settings.security.token_secret
     )
-    return ReturnOpened(
-        return_=public.return_public(session=session, ret=ret), customer_token=token
+    return ReturnOpened.model_validate(
+        {"return": public.return_public(session=session, ret=ret), "customer_token": token}
     )
 
 
