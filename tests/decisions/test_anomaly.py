@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
+from sqlalchemy import Engine
 
 from inspection.decisions.anomaly import (
     FEATURE_NAMES,
@@ -173,14 +174,12 @@ def _id(row: object) -> int:
     return value
 
 
-def test_train_from_the_service_database(tmp_path: Path) -> None:
-    from sqlmodel import Session, SQLModel, create_engine
+def test_train_from_the_service_database(engine: Engine, database_url: str, tmp_path: Path) -> None:
+    """Runs on the migrated schema, on SQLite and (when configured) PostgreSQL."""
+    from sqlmodel import Session
 
     from inspection.store.models import Customer, Order, OrderLine, Return, ReturnItem
 
-    url = f"sqlite:///{tmp_path / 'history.db'}"
-    engine = create_engine(url)
-    SQLModel.metadata.create_all(engine)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     with Session(engine) as session:
         for c in range(4):
@@ -228,14 +227,15 @@ def test_train_from_the_service_database(tmp_path: Path) -> None:
                     )
                 )
         session.commit()
-    engine.dispose()
 
-    rows = history_from_database(url)
+    rows = history_from_database(database_url)
     assert len(rows) == 16
     last = max(rows, key=lambda r: (r.customer.customer_id, r.claim.requested_at))
     assert last.customer.orders_count == 4  # orders placed up to that return
     assert last.customer.returns_count == 3  # returns before it
-    target = train_anomaly(database_url=url, history_csv=None, out=tmp_path / "db.json", seed=0)
+    target = train_anomaly(
+        database_url=database_url, history_csv=None, out=tmp_path / "db.json", seed=0
+    )
     assert json.loads(target.read_text())["source"] == "database"
 
 
