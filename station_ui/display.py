@@ -163,15 +163,17 @@ def render_photo_grid(api: InspectionApi, photos: list[JSON], *, columns: int = 
                 render_photo(api, photo)
 
 
-def render_item_grade(item_grade: JSON | None, *, title: str = "Grade") -> None:
-    """The aggregated grade of the item over its photos."""
+def render_item_grade(item_grade: JSON | None, *, title: str = "Item grade") -> None:
+    """The item's grade over its photos, in one line that fits a narrow column."""
     if not item_grade:
         st.info("No grade yet: add photos to grade the item.")
         return
-    cols = st.columns(3)
-    cols[0].metric(title, format_grade(item_grade.get("grade")), border=True)
-    cols[1].metric("Confidence", format_percent(item_grade.get("confidence")), border=True)
-    cols[2].metric("Needs review", "yes" if item_grade.get("needs_review") else "no", border=True)
+    line = f"{title}: {grade_markdown(item_grade.get('grade'))}"
+    if item_grade.get("confidence") is not None:
+        line += f" · {format_percent(item_grade['confidence'])} sure"
+    if item_grade.get("needs_review"):
+        line += " · :orange[needs a person's look]"
+    st.markdown(line)
     probabilities = item_grade.get("probabilities") or {}
     if probabilities:
         st.caption(

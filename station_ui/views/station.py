@@ -62,6 +62,7 @@ def _run_action(action: str, fn: Callable[[], Any], done: str) -> Any:
         return None
     st.session_state[K_FLASH] = done
     st.session_state.pop(K_ERROR, None)
+    st.session_state.pop(K_UPLOAD, None)  # the upload panel described the step before this
     return result
 
 
@@ -385,10 +386,8 @@ def _draw_refund(api: InspectionApi, ret: JSON) -> None:
         with st.container(border=True):
             st.markdown("#### Refund")
             amount = format_money(refund.get("amount_cents"), refund.get("currency"))
-            cols = st.columns(3)
-            cols[0].metric("Refunded", amount)
-            cols[1].metric("Status", str(refund.get("status")))
-            cols[2].metric("Reference", str(refund.get("adapter_reference") or refund.get("id")))
+            st.markdown(f"Refunded: :green[**{amount}**] · status **{refund.get('status')}**")
+            st.markdown(f"Reference: **{refund.get('adapter_reference') or refund.get('id')}**")
             st.caption(
                 f"refund {refund.get('id')} via {refund.get('adapter')}, "
                 f"idempotency key {refund.get('idempotency_key')}"
@@ -401,14 +400,16 @@ def _draw_refund(api: InspectionApi, ret: JSON) -> None:
         return
     with st.container(border=True):
         st.markdown("#### Refund")
-        amount = format_money(quote.get("amount_cents"), quote.get("currency"))
-        cols = st.columns(3)
-        cols[0].metric("Refund amount", amount)
-        cols[1].metric("Item price", format_money(quote.get("gross_cents"), quote.get("currency")))
-        cols[2].metric("Grade", format_grade(quote.get("grade")))
+        currency = quote.get("currency")
+        amount = format_money(quote.get("amount_cents"), currency)
+        st.markdown(f"Refund amount: **{amount}**")
+        st.caption(
+            f"item price {format_money(quote.get('gross_cents'), currency)} · "
+            f"grade {quote.get('grade')} · policy {quote.get('policy_version')}"
+        )
         for deduction in quote.get("deductions") or []:
             st.caption(
-                f"− {format_money(deduction.get('amount_cents'), quote.get('currency'))}: "
+                f"− {format_money(deduction.get('amount_cents'), currency)}: "
                 f"{deduction.get('reason')}"
             )
         confirmed = st.checkbox(
