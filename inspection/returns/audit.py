@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from inspection.store.db import SQLITE_BEGIN_OPTION
 from inspection.store.records import AuditChainHead, AuditEvent, utcnow
 
 GENESIS_HASH = "0" * 64
@@ -114,6 +115,17 @@ def _event_hash(event: AuditEvent) -> str:
         confidence=event.confidence,
         prev_hash=event.prev_hash,
     )
+
+
+def begin_write(*, session: Session) -> None:
+    """Starts the session's transaction for a read-then-write on SQLite with BEGIN IMMEDIATE.
+
+    SQLite in WAL mode cannot upgrade a read transaction once another writer has committed
+    ("database is locked"); taking the write lock at BEGIN queues writers instead. PostgreSQL
+    needs nothing here: writers lock the rows they change (`FOR UPDATE`).
+    """
+    if session.get_bind().dialect.name == "sqlite" and not session.in_transaction():
+        session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
 
 
 def record_event(

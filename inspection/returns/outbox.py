@@ -17,7 +17,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from inspection.errors import Conflict, InvalidInput, NotFound
-from inspection.returns.audit import jsonable, record_event
+from inspection.returns.audit import begin_write, jsonable, record_event
 from inspection.store.records import OutboxEvent, WebhookDelivery, WebhookEndpoint, utcnow
 
 WILDCARD = "*"
@@ -115,6 +115,7 @@ def register_endpoint(
             '"decision.made"',
             code="unknown_event_type",
         )
+    begin_write(session=session)
     endpoint = WebhookEndpoint(
         url=url,
         events=sorted(set(events)),
@@ -164,6 +165,7 @@ def retry_delivery(
 ) -> tuple[WebhookDelivery, OutboxEvent]:
     """Re-queues a dead delivery for an immediate attempt with a fresh attempt budget."""
 
+    begin_write(session=session)
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None:
         raise NotFound(

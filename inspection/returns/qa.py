@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from inspection.errors import InvalidInput, NotFound
 from inspection.grading.types import GRADES, ReviewThresholds
-from inspection.returns.audit import record_event
+from inspection.returns.audit import begin_write, record_event
 from inspection.returns.insights import as_utc, check_period
 from inspection.store.models import Inspection, Photo, Return
 from inspection.store.records import QaLabel
@@ -209,10 +209,11 @@ def add_label(
         raise InvalidInput(
             "a relabel needs a reason", hint="say what the model missed or got wrong"
         )
+    begin_write(session=session)
     photo = session.get(Photo, photo_id)
     if photo is None:
         raise NotFound(f"no photo {photo_id}", hint="take photo ids from GET /v1/qa/queue")
-    # Lock the return while its audit chain grows (PostgreSQL; SQLite serialises writers).
+    # Lock the return while its audit chain grows (PostgreSQL; SQLite holds its write lock).
     session.exec(select(Return).where(Return.id == photo.return_id).with_for_update()).first()
     model = latest_photo_grade(session=session, photo_id=photo_id)
     label = QaLabel(

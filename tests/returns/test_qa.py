@@ -505,3 +505,48 @@ def test_confusion_matrix_by_hand(engine: Engine, seed: Seeder) -> None:
 def test_confusion_period_must_be_ordered(engine: Engine) -> None:
     with Session(engine) as session, pytest.raises(InvalidInput):
         confusion_matrix(session=session, since=T0, until=T0 - timedelta(days=1))
+
+
+def test_concurrent_relabels_on_one_return_all_land_on_one_chain(
+    engine: Engine, seed: Seeder
+) -> None:
+    import threading
+
+    return_id, item_id = seed.return_()
+    photos = [
+        seed.photo(
+            return_id=return_id,
+            item_id=item_id,
+            source="customer",
+            grade="resell",
+            probabilities=probs(0.5, 0.3, 0.2),
+        )
+        for _ in range(6)
+    ]
+    barrier = threading.Barrier(len(photos))
+    errors: list[BaseException] = []
+
+    def relabel(photo_id: int) -> None:
+        barrier.wait()
+        try:
+            with Session(engine) as session:
+                add_label(
+                    session=session,
+                    photo_id=photo_id,
+                    grade="refurbish",
+                    reason="scuffed corners",
+                    labeled_by="qa",
+                )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=relabel, args=(p,)) for p in photos]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with Session(engine) as session:
+        chain = verify_chain(session=session, return_id=return_id)
+        assert chain.valid and [e.seq for e in chain.events] == list(range(1, len(photos) + 1))
+        assert len(list_labels(session=session)) == len(photos)
