@@ -69,6 +69,11 @@ class ItemContext:
     line: OrderLine
 
 
+def _return_value(items: list[ItemContext]) -> int:
+    """What the whole return is worth, so value limits apply to it and not line by line."""
+    return sum(ctx.line.price_cents * ctx.item.quantity for ctx in items)
+
+
 def get_return(*, session: Session, return_id: int) -> Return:
     """The return with that id; NotFound otherwise."""
     ret = session.get(Return, return_id)
@@ -450,6 +455,7 @@ def submit(*, session: Session, ret: Return, policy: Policy, actor: str) -> Retu
                 grade=grade,
                 claim=inputs.claim,
                 customer=inputs.customer,
+                return_value_cents=_return_value(items),
             )
         )
     decision = _combine(decisions)
@@ -544,7 +550,8 @@ def receive(
     decisions: list[Decision] = []
     assessments: list[FraudAssessment] = []
     comparisons: list[dict[str, Any]] = []
-    for ctx in return_items(session=session, ret=ret):
+    items = return_items(session=session, ret=ret)
+    for ctx in items:
         station = facts.latest_item_grade(
             session=session,
             return_id=ret.id,  # type: ignore[arg-type]
@@ -584,6 +591,7 @@ def receive(
                 grade=grade,
                 claim=inputs.claim,
                 customer=inputs.customer,
+                return_value_cents=_return_value(items),
             )
         )
     if decisions:
@@ -703,6 +711,7 @@ def inspect(
             grade=grade,
             claim=inputs.claim,
             customer=inputs.customer,
+            return_value_cents=_return_value(items),
         )
         if decision.refund is None:
             # The inspection step always carries a quote: it is what the refund will pay.
