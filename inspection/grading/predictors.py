@@ -172,6 +172,9 @@ class OnnxModel:
         options.inter_op_num_threads = settings.inter_op_threads
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0"
+        )
         providers = choose_providers(settings.providers, ort.get_available_providers())
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
