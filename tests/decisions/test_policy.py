@@ -184,3 +184,16 @@ def test_check_policy_command(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["check-policy", str(bad_file)])
     assert bad.exit_code == 1
     assert "categories.apparel.window_days" in bad.output
+
+
+def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
+    text = BUNDLED_POLICY.read_text().replace(
+        "  apparel:\n    window_days: 30\n",
+        "  apparel:\n    window_days: 30\n    window_days: 90\n",
+    )
+    assert text.count("window_days: 90") == 1
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyInvalid, match="key 'window_days' appears twice") as caught:
+        load_policy(path)
+    assert "at line" in caught.value.message
