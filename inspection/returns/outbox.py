@@ -138,6 +138,47 @@ def register_endpoint(
     return endpoint
 
 
+def deactivate_endpoint(*, session: Session, endpoint_id: int, actor: str) -> WebhookEndpoint:
+    """Stops deliveries to an endpoint; its pending deliveries become dead (retryable later)."""
+    begin_write(session=session)
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None:
+        raise NotFound(f"no webhook endpoint {endpoint_id}", hint="list them with GET /v1/webhooks")
+    if not endpoint.active:
+        return endpoint  # deactivating twice is a no-op, not an error
+    now = utcnow()
+    endpoint.active = False
+    session.add(endpoint)
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(
+            col(WebhookDelivery.endpoint_id) == endpoint_id,
+            col(WebhookDelivery.status) == "pending",
+        )
+        .values(
+            status="dead",
+            next_attempt_at=None,
+            last_error="endpoint deactivated",
+            updated_at=now,
+        )
+    )
+    record_event(
+        session=session,
+        return_id=None,
+        actor=actor,
+        action="webhook.deactivated",
+        before={"endpoint_id": endpoint_id, "active": True},
+        after={
+            "endpoint_id": endpoint_id,
+            "active": False,
+            "pending_dead_lettered": int(result.rowcount or 0),  # type: ignore[attr-defined]
+        },
+    )
+    session.commit()
+    session.refresh(endpoint)
+    return endpoint
+
+
 def list_endpoints(*, session: Session) -> list[WebhookEndpoint]:
     """All registered endpoints, oldest first."""
     return list(session.exec(select(WebhookEndpoint).order_by(col(WebhookEndpoint.id))).all())
@@ -173,7 +214,15 @@ def retry_delivery(
             hint="list deliveries with GET /v1/webhooks/deliveries?status=dead",
         )
     event = session.get(OutboxEvent, delivery.outbox_event_id)
-    assert event is not None  # foreign key
+    endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+    assert event is not None and endpoint is not None  # foreign keys
+    if not endpoint.active:
+        raise Conflict(
+            f"webhook endpoint {endpoint.id} is deactivated",
+            hint="register the endpoint again; new events go to active endpoints only",
+            code="endpoint_inactive",
+            details={"current_status": delivery.status},
+        )
     now = utcnow()
     # Compare-and-set: only a delivery that is still dead is re-queued, so two clicks (or a
     # worker racing us) cannot queue it twice.

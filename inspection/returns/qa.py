@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import case, distinct, func
 from sqlmodel import Session, col, select
 
 from inspection.errors import InvalidInput, NotFound
@@ -89,12 +90,26 @@ def qa_queue(
     """Photos where the model is unsure or a person or the other source disagrees, worst first."""
     limit = max(1, min(limit, MAX_QUEUE))
     labeled = select(QaLabel.photo_id)
-    # Returns where a second opinion exists: an inspector override, or graded by both sources.
+    # Returns where a second opinion exists (an inspector verdict, or item grades from both
+    # photo sources), found in SQL so only their item grades are loaded.
+    second_opinion = (
+        select(Inspection.return_id)
+        .where(
+            Inspection.scope == "item",
+            col(Inspection.source).in_(("customer", "station", "inspector")),
+        )
+        .group_by(col(Inspection.return_id))
+        .having(
+            (func.count(distinct(col(Inspection.source))) >= 2)
+            | (func.max(case((col(Inspection.source) == "inspector", 1), else_=0)) == 1)
+        )
+    )
     item_rows = list(
         session.exec(
             select(Inspection).where(
                 Inspection.scope == "item",
                 col(Inspection.source).in_(("customer", "station", "inspector")),
+                col(Inspection.return_id).in_(second_opinion),
             )
         ).all()
     )

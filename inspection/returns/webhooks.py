@@ -89,6 +89,9 @@ def _claim(*, engine: Engine, now: datetime, stale_before: datetime) -> list[_Cl
         (col(WebhookDelivery.status) == "sending")
         & (col(WebhookDelivery.claimed_at) < stale_before),
     )
+    # A deactivated endpoint gets nothing, even a delivery queued just before it was switched off.
+    active = select(WebhookEndpoint.id).where(col(WebhookEndpoint.active))
+    due = due & col(WebhookDelivery.endpoint_id).in_(active)
     # SQLite: take the write lock at BEGIN; a deferred read-then-write transaction would fail
     # with "database is locked" when another worker commits between our read and our write.
     claim_engine = (

@@ -194,3 +194,33 @@ def test_lifespan_worker_delivers_in_the_background_and_stops_with_the_app(
     # Leaving the block ran the lifespan shutdown, which awaited the worker's stop.
     assert receiver.processed == {event_id: 1}
     assert receiver.bad_signatures == 0
+
+
+def test_deactivated_endpoint_gets_nothing_and_its_backlog_is_dead_lettered(
+    client: TestClient,
+    app_settings: Settings,
+    receiver: Receiver,  # noqa: F811 - the fixture
+) -> None:
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    endpoint = _register(client, receiver.url)
+    with Session(engine) as session:
+        enqueue_event(session=session, event_type="decision.made", payload={}, return_id=None)
+        session.commit()
+    response = client.delete(f"/v1/webhooks/{endpoint['id']}", headers=INTEGRATION)
+    assert response.status_code == 200, response.text
+    assert response.json()["active"] is False
+    assert client.delete(f"/v1/webhooks/{endpoint['id']}", headers=ADMIN).status_code == 200
+    assert client.delete("/v1/webhooks/424242", headers=ADMIN).status_code == 404
+
+    dead = client.get("/v1/webhooks/deliveries", params={"status": "dead"}, headers=ADMIN).json()
+    assert dead["count"] == 1 and dead["data"][0]["last_error"] == "endpoint deactivated"
+    retry = client.post(f"/v1/webhooks/deliveries/{dead['data'][0]['id']}/retry", headers=ADMIN)
+    assert retry.status_code == 409 and retry.json()["error"]["code"] == "endpoint_inactive"
+
+    with Session(engine) as session:
+        enqueue_event(session=session, event_type="decision.made", payload={}, return_id=None)
+        session.commit()
+    assert deliver_due(engine=engine, settings=app_settings) == 0
+    assert receiver.requests == []
+    everything = client.get("/v1/webhooks/deliveries", headers=ADMIN).json()
+    assert everything["count"] == 1  # the new event was not fanned out to the inactive endpoint

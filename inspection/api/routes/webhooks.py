@@ -124,6 +124,19 @@ def list_webhooks(session: SessionDep, _: IntegrationAdminDep) -> WebhooksPage:
     )
 
 
+@router.delete("/webhooks/{endpoint_id}", response_model=WebhookPublic)
+def deactivate_webhook(
+    session: SessionDep,
+    principal: IntegrationAdminDep,
+    endpoint_id: Annotated[int, Path(ge=1, le=2**62)],
+) -> WebhookPublic:
+    """Stops deliveries to an endpoint; its pending deliveries move to the dead-letter queue."""
+    endpoint = outbox.deactivate_endpoint(
+        session=session, endpoint_id=endpoint_id, actor=principal.actor
+    )
+    return WebhookPublic.model_validate(endpoint, from_attributes=True)
+
+
 @router.get("/webhooks/deliveries", response_model=DeliveriesPage)
 def list_deliveries(
     session: SessionDep,
