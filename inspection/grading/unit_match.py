@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 # Longest side for keypoint matching: enough detail for ORB, ~10 ms per pair on one core.
 MATCH_MAX_SIDE = 640
+# Smaller photos are enlarged to this before ORB (see `_to_gray`).
+MATCH_MIN_SIDE = 400
 ORB_FEATURES = 1000
 # Lowe's ratio test: keep a match only if clearly better than the second best.
 RATIO_TEST = 0.75
@@ -62,6 +64,12 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
     if scale < 1:
         gray = cv2.resize(
             gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+        )
+    elif max(height, width) < MATCH_MIN_SIDE:
+        # ORB skips a 31 px border and needs pyramid levels: small photos get too few keypoints.
+        up = MATCH_MIN_SIDE / max(height, width)
+        gray = cv2.resize(
+            gray, (round(width * up), round(height * up)), interpolation=cv2.INTER_CUBIC
         )
     return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
 

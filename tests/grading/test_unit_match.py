@@ -4,6 +4,8 @@ separates defects shown at claim time from new ones."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -169,3 +171,51 @@ def test_gray_rgba_and_unusable_images(photos: dict[str, np.ndarray]) -> None:
     result = _compare([empty, sliver, photos["customer"]], [photos["station_other"]])
     assert not result.same_unit_likely
     assert _compare([empty], [station]).local_feature_matches == 0
+
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def _rephotograph(image: np.ndarray, seed: int) -> np.ndarray:
+    """The same surface under another perspective and light (a second camera at the station)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    height, width = image.shape[:2]
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    jitter = 0.08 * min(height, width)
+    moved = (corners + rng.uniform(-jitter, jitter, corners.shape)).astype(np.float32)
+    warped = cv2.warpPerspective(
+        image,
+        cv2.getPerspectiveTransform(corners, moved),
+        (width, height),
+        borderMode=cv2.BORDER_REFLECT,
+    )
+    lit = warped.astype(np.float32) * rng.uniform(0.7, 1.3) + rng.normal(0, 3, warped.shape)
+    return np.clip(lit, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("folder", ["magnetic_tile/free", "neu_det/IMAGES"])
+def test_real_photos_never_accuse_the_same_unit_nor_match_others(folder: str) -> None:
+    import cv2
+
+    every = sorted((SHARED_DATA / folder).glob("*.jpg"))
+    if not every:
+        pytest.skip(f"real photos not found in {SHARED_DATA / folder} (development data only)")
+    # Spread over the folder: neighbouring NEU files are overlapping crops of one steel sheet
+    # (the matcher rightly calls those the same surface), so compare photos far apart.
+    files = every[:: max(1, len(every) // 12)][:12]
+    images = []
+    for path in files:
+        bgr = cv2.imread(str(path))
+        assert bgr is not None, path
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    for i, image in enumerate(images):
+        again = _compare(
+            [image], [_rephotograph(image, i)], customer_grade=None, station_grade=None
+        )
+        assert again.same_unit_likely, f"{files[i].name}: re-photographed surface flagged as swap"
+        other = images[(i + len(images) // 2) % len(images)]
+        different = _compare([image], [other])
+        assert different.local_feature_matches < MIN_INLIERS_SAME_UNIT, files[i].name
