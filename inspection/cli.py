@@ -166,5 +166,55 @@ def create_api_key_command(
     typer.echo(key)
 
 
+@app.command("deliver-webhooks")
+def deliver_webhooks(
+    loop: Annotated[
+        bool, typer.Option("--loop", help="Keep delivering (a worker beside API replicas).")
+    ] = False,
+) -> None:
+    """Delivers due webhooks once (or, with --loop, until interrupted)."""
+    import time
+
+    from inspection.returns.webhooks import deliver_due
+    from inspection.store.db import init_engine
+
+    settings = get_settings()
+    engine = init_engine(settings=settings)
+    try:
+        while True:
+            sent = deliver_due(engine=engine, settings=settings)
+            if not loop:
+                typer.echo(f"attempted {sent} delivery(ies)")
+                return
+            if not sent:
+                time.sleep(settings.webhook.worker_interval_seconds)
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+    finally:
+        engine.dispose()
+
+
+@app.command("verify-audit")
+def verify_audit() -> None:
+    """Recomputes every audit hash chain; exits 1 naming each chain that is broken."""
+    from sqlmodel import Session
+
+    from inspection.returns.audit import verify_all_chains
+    from inspection.store.db import init_engine
+
+    engine = init_engine(settings=get_settings())
+    try:
+        with Session(engine) as session:
+            results = verify_all_chains(session=session)
+    finally:
+        engine.dispose()
+    broken = {name: r for name, r in results.items() if not r.valid}
+    for name, result in broken.items():
+        typer.echo(f"{name}: broken at seq {result.broken_at_seq}: {result.problem}", err=True)
+    typer.echo(f"{len(results) - len(broken)} of {len(results)} audit chain(s) valid")
+    if broken:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

@@ -236,3 +236,14 @@ def verify_chain(
 
 def _broken(events: list[AuditEvent], seq: int, problem: str) -> ChainVerification:
     return ChainVerification(valid=False, events=events, broken_at_seq=seq, problem=problem)
+
+
+def verify_all_chains(*, session: Session) -> dict[str, ChainVerification]:
+    """Verifies every chain that has a head or events (per return and named chains)."""
+    names = set(session.exec(select(AuditChainHead.chain)).all())
+    names |= set(session.exec(select(AuditEvent.chain).distinct()).all())
+    results: dict[str, ChainVerification] = {}
+    for name in sorted(names):
+        return_id = int(name.removeprefix("return-")) if name.startswith("return-") else None
+        results[name] = verify_chain(session=session, return_id=return_id, chain=name)
+    return results

@@ -267,3 +267,34 @@ def test_concurrent_writers_on_one_return_never_fork_the_chain(engine: Engine) -
     assert result.valid
     assert [e.seq for e in result.events] == list(range(1, writers + 1))
     assert sorted(e.after["n"] for e in result.events if e.after) == list(range(writers))
+
+
+def test_verify_audit_command_names_the_broken_chain(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+    from inspection.settings import get_settings
+
+    return_id = _chain_of_three(engine)
+    with Session(engine) as session:
+        record_event(
+            session=session, return_id=None, actor="admin", action="x", before=None, after={}
+        )
+        session.commit()
+    monkeypatch.setenv("INSPECTION_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        ok = runner.invoke(app, ["verify-audit"])
+        assert ok.exit_code == 0, ok.output
+        assert "2 of 2 audit chain(s) valid" in ok.output
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM audit_events WHERE seq = 2 AND chain <> 'system'"))
+        broken = runner.invoke(app, ["verify-audit"])
+        assert broken.exit_code == 1
+        assert f"return-{return_id}: broken at seq 2" in broken.output
+        assert "1 of 2 audit chain(s) valid" in broken.output
+    finally:
+        get_settings.cache_clear()

@@ -395,3 +395,24 @@ def test_worker_task_delivers_and_stops_cleanly(
     assert receiver.processed == {event_id: 1}
     [row] = _deliveries(engine)
     assert row.status == "delivered"
+
+
+def test_deliver_webhooks_command_runs_one_pass(
+    engine: Engine, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from inspection.cli import app
+    from inspection.settings import get_settings
+
+    _endpoint(engine, receiver.url)
+    event_id = _enqueue(engine)
+    monkeypatch.setenv("INSPECTION_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["deliver-webhooks"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "attempted 1 delivery(ies)" in result.output
+    assert receiver.processed == {event_id: 1}
