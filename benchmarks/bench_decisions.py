@@ -2,7 +2,9 @@
 
 Synthetic OpenCV product photos (960x720) for `compare_units`: the same unit re-photographed
 (best case, settles on the first pair) and a different object (worst case, every pair compared).
-Prints a Markdown table of median milliseconds.
+Prints a Markdown table of median milliseconds, then (when ../shared/data exists) how the
+same-unit matcher separates real photos: each photo vs a re-photographed copy of itself
+(perspective + light) and vs a distinct photo of the same folder.
 
     .venv/bin/python -m benchmarks.bench_decisions
 """
@@ -14,12 +16,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from inspection.decisions.anomaly import ANOMALY_MODEL_FILE, load_anomaly_model, order_features
 from inspection.decisions.eligibility import check_eligibility
 from inspection.decisions.engine import decide
 from inspection.decisions.fraud import assess_fraud
 from inspection.decisions.policy import load_policy
-from inspection.grading.unit_match import compare_units
+from inspection.grading.unit_match import MIN_INLIERS_SAME_UNIT, best_pair_inliers, compare_units
 from tests.decisions import factories as f
 from tests.decisions.product_photos import photograph, product_face
 
@@ -100,6 +105,61 @@ def main() -> None:
     print("|---|---:|")
     for name, ms in results:
         print(f"| {name} | {ms:.3f} |")
+    real_photo_separation()
+
+
+def _rephotograph(image: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    height, width = image.shape[:2]
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    jitter = 0.08 * min(height, width)
+    moved = (corners + rng.uniform(-jitter, jitter, corners.shape)).astype(np.float32)
+    warped = cv2.warpPerspective(
+        image,
+        cv2.getPerspectiveTransform(corners, moved),
+        (width, height),
+        borderMode=cv2.BORDER_REFLECT,
+    )
+    lit = warped.astype(np.float32) * rng.uniform(0.7, 1.3) + rng.normal(0, 3, warped.shape)
+    return np.clip(lit, 0, 255).astype(np.uint8)
+
+
+def real_photo_separation(per_folder: int = 40) -> None:
+    """RANSAC inliers on real photos (development data, never committed)."""
+    shared = REPO.parent / "shared" / "data"
+    folders = ["magnetic_tile/free", "neu_det/IMAGES"]
+    if not all((shared / f).is_dir() for f in folders):
+        print(f"\n(real-photo section skipped: {shared} not found)")
+        return
+    print(f"\nSame-unit bar: {MIN_INLIERS_SAME_UNIT} RANSAC inliers.\n")
+    print(
+        "| photos | re-photographed: median / min inliers | recognised | inconclusive "
+        "| distinct photos: max inliers | distinct called same |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for folder in folders:
+        every = sorted((shared / folder).glob("*.jpg"))
+        # Spread out: neighbouring NEU files are overlapping crops of one sheet.
+        files = every[:: max(1, len(every) // per_folder)][:per_folder]
+        images = []
+        for path in files:
+            bgr = cv2.imread(str(path))
+            if bgr is not None:
+                images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        same, undecided, distinct = [], 0, []
+        for i, image in enumerate(images):
+            inliers, conclusive = best_pair_inliers([image], [_rephotograph(image, i)])
+            same.append(inliers)
+            undecided += not conclusive
+            other = images[(i + len(images) // 2) % len(images)]
+            distinct.append(best_pair_inliers([image], [other])[0])
+        recognised = sum(s >= MIN_INLIERS_SAME_UNIT for s in same)
+        wrong = sum(d >= MIN_INLIERS_SAME_UNIT for d in distinct)
+        print(
+            f"| {folder} ({len(images)}) | {statistics.median(same):.0f} / {min(same)} "
+            f"| {recognised}/{len(images)} | {undecided}/{len(images)} | {max(distinct)} "
+            f"| {wrong}/{len(images)} |"
+        )
 
 
 if __name__ == "__main__":
