@@ -11,6 +11,7 @@ from sqlmodel import Session
 from inspection.errors import IllegalTransition
 from inspection.returns.audit import record_event
 from inspection.returns.outbox import enqueue_event
+from inspection.store.db import SQLITE_BEGIN_OPTION
 from inspection.store.models import Return, utcnow
 
 Status = Literal[
@@ -78,6 +79,30 @@ def ensure_status(*, ret: Return, allowed: tuple[str, ...], action: str) -> None
         raise IllegalTransition(
             current_status=ret.status, action=action, allowed=list(allowed_next(ret.status))
         )
+
+
+def begin_write(*, session: Session) -> None:
+    """Starts a write transaction: on SQLite with BEGIN IMMEDIATE, so writers queue.
+
+    SQLite in WAL mode cannot upgrade a read snapshot to a write once another writer committed
+    ("database is locked"); any read-only snapshot of this request is dropped first (callers
+    re-read what they need under the lock). PostgreSQL locks rows instead (`lock_return`).
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    if session.in_transaction():
+        session.rollback()
+    session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+
+
+def lock_return(*, session: Session, ret: Return) -> Return:
+    """Re-reads a return under a write lock, so its status check and change are atomic."""
+    begin_write(session=session)
+    if session.get_bind().dialect.name == "sqlite":
+        session.refresh(ret)
+    else:
+        session.refresh(ret, with_for_update=True)
+    return ret
 
 
 def transition(

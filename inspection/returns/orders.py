@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from inspection.errors import Conflict, InvalidInput, NotFound
+from inspection.returns.lifecycle import begin_write
 from inspection.returns.schemas import (
     CustomerPublic,
     ImportResult,
@@ -111,6 +112,7 @@ def create_order(
         raise InvalidInput(
             problems[0]["message"], hint="fix the listed fields", details={"fields": problems}
         )
+    begin_write(session=session)
     if session.exec(select(Order.id).where(Order.order_number == order.order_number)).first():
         raise Conflict(
             f"order {order.order_number} already exists",
@@ -144,6 +146,7 @@ def import_orders(
         seen.add(order.order_number)
     if errors:
         raise _import_error(errors)
+    begin_write(session=session)
     existing = set(session.exec(select(Order.order_number).where(Order.order_number.in_(seen))))  # type: ignore[attr-defined]
     created = 0
     try:

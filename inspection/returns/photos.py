@@ -17,7 +17,7 @@ from inspection.grading.types import IntakePhoto, ItemGrade
 from inspection.observability import PHOTOS_GRADED
 from inspection.returns import facts
 from inspection.returns.audit import record_event
-from inspection.returns.lifecycle import ensure_status
+from inspection.returns.lifecycle import begin_write, ensure_status, lock_return
 from inspection.store.blobs import BlobStore
 from inspection.store.models import Inspection, OrderLine, Photo, Return, ReturnItem, utcnow
 
@@ -114,6 +114,22 @@ def add_photos(
         pipeline.annotate(photo=intake, grade=grade)
         for intake, grade in zip(intakes, graded.photos, strict=True)
     ]
+    # The item grade covers every photo of this source so far, not only this request's.
+    item_row = _item_grade(
+        session=session,
+        ret=ret,
+        source=source,
+        item_id=item.id if item else None,
+        graded=graded,
+        pipeline=pipeline,
+        category=category,
+        new_intakes=intakes,
+        blobs=blobs,
+    )
+    # Grading ran without holding any lock; the status is re-checked under the write lock.
+    item_id = item.id if item else None
+    lock_return(session=session, ret=ret)
+    _check_source(ret=ret, source=source, role=role)
     # Blobs first (content-addressed, so a retry after a failed commit rewrites nothing), rows
     # after: a committed row always points at bytes on disk.
     keys = [blobs.put(intake.data) for intake in intakes]
@@ -124,7 +140,7 @@ def add_photos(
     ):
         photo = Photo(
             return_id=ret.id,  # type: ignore[arg-type]
-            return_item_id=item.id if item else None,
+            return_item_id=item_id,
             source=source,
             blob_key=key,
             annotated_blob_key=annotated_key,
@@ -160,18 +176,6 @@ def add_photos(
         )
         PHOTOS_GRADED.labels(source=source, grade=grade.grade).inc()
         photos.append(photo)
-    # The item grade covers every photo of this source so far, not only this request's.
-    item_row = _item_grade(
-        session=session,
-        ret=ret,
-        source=source,
-        item_id=item.id if item else None,
-        graded=graded,
-        pipeline=pipeline,
-        category=category,
-        new_intakes=intakes,
-        blobs=blobs,
-    )
     session.add(item_row)
     session.flush()
     record_event(
@@ -329,6 +333,7 @@ def delete_customer_photos(
     """Erases a customer's photos on request; the audit log keeps that it happened."""
     from inspection.store.models import Customer
 
+    begin_write(session=session)
     if session.get(Customer, customer_id) is None:
         raise NotFound(f"no customer {customer_id}", hint="check the customer id")
     photos = list(
@@ -391,6 +396,7 @@ def purge_expired_photos(
     *, session: Session, blobs: BlobStore, retention_days: int, actor: str = "retention"
 ) -> int:
     """Erases customer photos older than the retention period; returns how many."""
+    begin_write(session=session)
     cutoff = utcnow() - timedelta(days=retention_days)
     photos = list(
         session.exec(

@@ -27,7 +27,7 @@ from inspection.errors import Conflict, InvalidInput, NotFound
 from inspection.observability import DECISIONS, REVIEWS
 from inspection.returns import facts
 from inspection.returns.audit import record_event
-from inspection.returns.lifecycle import ensure_status, transition
+from inspection.returns.lifecycle import begin_write, ensure_status, lock_return, transition
 from inspection.returns.outbox import enqueue_event
 from inspection.returns.schemas import DecisionOverride, InspectionInput, ReturnCreate
 from inspection.returns.tokens import issue_customer_token
@@ -97,7 +97,11 @@ def open_return(
     *, session: Session, body: ReturnCreate, actor: str, token_secret: str
 ) -> tuple[Return, str]:
     """Opens a return for lines of an order; the order number + e-mail authenticate the customer."""
-    order = session.exec(select(Order).where(Order.order_number == body.order_number)).first()
+    # The returnable-quantity check and the insert must not interleave with another open.
+    begin_write(session=session)
+    order = session.exec(
+        select(Order).where(Order.order_number == body.order_number).with_for_update()
+    ).first()
     from inspection.store.models import Customer
 
     customer = session.get(Customer, order.customer_id) if order else None
@@ -398,6 +402,7 @@ def submit(*, session: Session, ret: Return, policy: Policy, actor: str) -> Retu
     """Runs eligibility, fraud signals and the decision on the customer's photos."""
     from inspection.decisions.engine import decide
 
+    lock_return(session=session, ret=ret)
     ensure_status(ret=ret, allowed=("return_requested",), action="submit")
     order = session.get(Order, ret.order_id)
     assert order is not None  # foreign key
@@ -498,6 +503,7 @@ def override_decision(
     *, session: Session, ret: Return, body: DecisionOverride, actor: str
 ) -> Return:
     """A person decides a return the engine sent to review."""
+    lock_return(session=session, ret=ret)
     ensure_status(ret=ret, allowed=("needs_review",), action="decide")
     previous = latest_decision(session=session, return_id=ret.id)  # type: ignore[arg-type]
     outcome = "approve" if body.outcome == "approve" else "ineligible"
@@ -544,6 +550,7 @@ def receive(
     from inspection.decisions.engine import decide
     from inspection.returns.photos import compare_return_units
 
+    lock_return(session=session, ret=ret)
     ensure_status(ret=ret, allowed=("label_sent",), action="receive")
     order = session.get(Order, ret.order_id)
     assert order is not None  # foreign key
@@ -622,6 +629,7 @@ def inspect(
     from inspection.decisions.engine import decide
     from inspection.decisions.refund_policy import quote_refund
 
+    lock_return(session=session, ret=ret)
     ensure_status(ret=ret, allowed=("item_received",), action="inspect")
     order = session.get(Order, ret.order_id)
     assert order is not None  # foreign key
@@ -795,6 +803,7 @@ def refund_quote(*, session: Session, ret: Return, policy: Policy) -> RefundQuot
 
 def close(*, session: Session, ret: Return, actor: str) -> Return:
     """Closes a finished return (refunded, rejected, or inspected with nothing left to pay)."""
+    lock_return(session=session, ret=ret)
     ensure_status(ret=ret, allowed=("refunded", "rejected", "inspected"), action="close")
     if ret.status == "inspected":
         paid = session.exec(
