@@ -53,5 +53,6 @@ def test_app_object_is_importable() -> None:
     from inspection.api.main import app
 
     assert app.title == "Returns inspection"
-    paths = {route.path for route in app.routes}  # type: ignore[attr-defined]
+    paths = app.openapi()["paths"]
     assert "/v1/grade" in paths
+    assert "/v1/returns/{return_id}/refund" in paths
