@@ -117,10 +117,20 @@ def _on_open_return() -> None:
     for line in order["lines"]:
         if not st.session_state.get(f"return_line_{line['id']}"):
             continue
+        reason = st.session_state.get(f"reason_line_{line['id']}")
+        if not reason:
+            _fail(
+                "open the return",
+                ApiError(
+                    message=f"no reason chosen for {line.get('name')}",
+                    hint="choose why you are returning each ticked item",
+                ),
+            )
+            return
         item: JSON = {
             "order_line_id": line["id"],
             "quantity": int(st.session_state.get(f"qty_line_{line['id']}") or 1),
-            "reason_code": st.session_state.get(f"reason_line_{line['id']}", "other"),
+            "reason_code": reason,
         }
         text = str(st.session_state.get(f"reason_text_line_{line['id']}", "")).strip()
         if text:
@@ -227,6 +237,8 @@ def _draw_choose_items(order: JSON) -> None:
                 cols[0].selectbox(
                     "Reason",
                     reasons,
+                    index=None,
+                    placeholder="Choose a reason",
                     format_func=lambda code: REASON_LABEL[code],
                     key=f"reason_line_{line['id']}",
                 )
@@ -310,8 +322,10 @@ def _draw_status(ret: JSON) -> None:
             st.info(text)
         else:
             st.error(text)
-        for message in decision.get("messages") or []:
-            st.markdown(f"- {message}")
+        # Review reasons are internal (model confidence, fraud checks); a refusal is explained.
+        if outcome in ("ineligible", "reject"):
+            for message in decision.get("messages") or []:
+                st.markdown(f"- {message}")
     refund = ret.get("refund")
     if refund:
         st.success(
@@ -338,6 +352,9 @@ def main() -> None:
     st.set_page_config(
         page_title="Return an item", page_icon=":material/assignment_return:", layout="centered"
     )
+    # Customers get no developer menu and never a traceback, whatever fails.
+    st.set_option("client.toolbarMode", "minimal")
+    st.set_option("client.showErrorDetails", "none")
     st.title("Return an item")
     _draw_messages()
     ret: JSON | None = st.session_state.get(K_RETURN)

@@ -14,6 +14,9 @@ VIEWS = Path(__file__).parent / "views"
 st.set_page_config(
     page_title="Returns inspection", page_icon=":material/inventory_2:", layout="wide"
 )
+# Inspectors need no "Deploy" menu, and an unexpected failure must never show them a traceback.
+st.set_option("client.toolbarMode", "minimal")
+st.set_option("client.showErrorDetails", "none")
 
 page = st.navigation(
     [

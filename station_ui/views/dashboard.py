@@ -60,8 +60,8 @@ def _draw_grade_mix(stats: JSON) -> None:
         alt.Chart(alt.Data(values=rows))
         .mark_bar()
         .encode(
-            x=alt.X("grade:N", sort=list(GRADES), title=None),
-            y=alt.Y("items:Q", title="items"),
+            x=alt.X("grade:N", sort=list(GRADES), title=None, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("items:Q", title="items", axis=alt.Axis(format="d", tickMinStep=1)),
             color=alt.Color(
                 "grade:N",
                 scale=alt.Scale(domain=list(GRADE_COLOURS), range=list(GRADE_COLOURS.values())),
@@ -88,7 +88,7 @@ def _draw_per_sku(stats: JSON, key: str, kind: str, title: str) -> None:
         .mark_bar()
         .encode(
             y=alt.Y("sku:N", sort="-x", title="SKU"),
-            x=alt.X("sum(n):Q", title="count"),
+            x=alt.X("sum(n):Q", title="count", axis=alt.Axis(format="d", tickMinStep=1)),
             color=alt.Color(f"{kind}:N", title=kind.replace("_", " ")),
             tooltip=["sku:N", f"{kind}:N", "n:Q"],
         )

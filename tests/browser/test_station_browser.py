@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import ARTIFACTS
-from tests.station_ui.live_api import Seeder, station_photo
+from tests.station_ui.live_api import Seeder, customer_photo, station_photo
 
 pytestmark = pytest.mark.browser
 
@@ -112,4 +112,33 @@ def test_qa_dashboard_and_portal_render(
     page.get_by_role("button", name="Find my order").click()
     page.get_by_text("Tick the items to return").wait_for()
     _shot(page, "12-portal-items")
-    assert page.get_by_text("Test phone 1").count() >= 1
+
+    page.get_by_text("Test phone 1 (PHONE-1)").click()
+    page.locator('[data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="Defective").click()
+    page.get_by_role("button", name="Open return").click()
+    page.get_by_text("Add photos of the item").wait_for()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[
+            {"name": f"side-{i}.jpg", "mimeType": "image/jpeg", "buffer": customer_photo(seed=i)}
+            for i in (51, 52)
+        ]
+    )
+    page.get_by_text("side-52.jpg").wait_for()
+    page.get_by_role("button", name="Upload photos").click()
+    page.get_by_text("(2 sent)").wait_for()
+    page.get_by_text("we see:").first.wait_for()
+    _shot(page, "13-portal-photo-feedback")
+
+    page.get_by_role("button", name="Submit return").click()
+    page.get_by_role("button", name="Refresh status").wait_for()
+    _shot(page, "14-portal-submitted")
+    opened = browser_seeder.http.get(
+        "/v1/returns",
+        params={"order_number": order["order_number"]},
+        headers={"X-API-Key": "demo-station-key"},
+    ).json()["data"]
+    assert len(opened) == 1
+    status = browser_seeder.get_return(opened[0]["id"])["status"]
+    if status == "label_sent":
+        page.get_by_text("Your return label").wait_for()

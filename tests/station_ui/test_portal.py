@@ -85,6 +85,10 @@ def test_blurry_dark_photo_gets_retake_advice(
     line_id = order["lines"][0]["id"]
     at.checkbox(key=f"return_line_{line_id}").check()
     click(at, "Open return")
+    assert "no reason chosen for Test phone 1" in " ".join(e.value for e in at.error)
+    at.selectbox(key=f"reason_line_{line_id}").set_value("no_longer_needed")
+    click(at, "Open return")
+    assert_no_errors(at)
     dark = make_photo_bytes(seed=5, light=0.12, blur_sigma=6.0)
     at.file_uploader(key="portal_files").set_value([("dark.jpg", dark, "image/jpeg")])
     click(at, "Upload photos")
