@@ -1,0 +1,68 @@
+"""Facts the returns domain gathers for the fraud signals, seen end to end: a photo reused on
+another customer's return routes the claim to review with the match as evidence."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.fixtures.database import QA, bearer, create_order, open_return, upload_photos
+from tests.fixtures.images import make_photo_bytes
+
+
+def test_photo_reused_from_another_return_goes_to_review(api_client: TestClient) -> None:
+    photo = make_photo_bytes(seed=61, kind="mug")
+    first, token_a = open_return(api_client, create_order(api_client, category="hard_goods"))
+    upload_photos(api_client, first["id"], [photo], source="customer", headers=bearer(token_a))
+    second, token_b = open_return(api_client, create_order(api_client, category="hard_goods"))
+    upload_photos(api_client, second["id"], [photo], source="customer", headers=bearer(token_b))
+
+    decided = api_client.post(f"/v1/returns/{second['id']}/submit", headers=bearer(token_b)).json()
+
+    assert decided["status"] == "needs_review", decided["decision"]
+    signals = {s["reason_code"]: s for s in decided["decision"]["fraud_signals"]}
+    assert "photo_reuse" in signals, signals
+    assert "photo_reuse" in decided["decision"]["reason_codes"]
+    assert decided["allowed_actions"] == ["decide"]
+    unknown = api_client.post(
+        f"/v1/returns/{second['id']}/decision",
+        json={"outcome": "maybe", "reason": "unsure"},
+        headers=QA,
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["details"]["fields"][0]["field"] == "outcome"
+    no_reason = api_client.post(
+        f"/v1/returns/{second['id']}/decision", json={"outcome": "reject"}, headers=QA
+    )
+    assert no_reason.status_code == 422
+    rejected = api_client.post(
+        f"/v1/returns/{second['id']}/decision",
+        json={"outcome": "reject", "reason": "photo copied from another customer's return"},
+        headers=QA,
+    )
+    assert rejected.status_code == 200
+    assert rejected.json()["status"] == "rejected"
+    assert rejected.json()["decision"]["decided_by"] == "qa"
+
+
+def test_bad_return_bodies_are_422_and_write_nothing(api_client: TestClient) -> None:
+    order = create_order(api_client)
+    line_id = order["lines"][0]["id"]
+    base = {"order_number": order["order_number"], "email": order["customer"]["email"]}
+    bad = [
+        {**base, "items": [{"order_line_id": line_id, "reason_code": "because"}]},
+        {**base, "items": [{"order_line_id": str(line_id), "reason_code": "defective"}]},
+        {**base, "items": [{"order_line_id": line_id, "reason_code": "defective", "quantity": -1}]},
+        {**base, "items": []},
+        {"order_number": order["order_number"], "items": [{"order_line_id": line_id}]},
+        {**base, "items": [{"order_line_id": 999999, "reason_code": "defective"}]},
+    ]
+    for body in bad:
+        response = api_client.post("/v1/returns", json=body)
+        assert response.status_code == 422, (body, response.text)
+        error = response.json()["error"]
+        assert error["details"]["fields"], error
+    malformed = api_client.post(
+        "/v1/returns", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert malformed.status_code == 422
+    assert api_client.get("/v1/returns", headers=QA).json()["count"] == 0
