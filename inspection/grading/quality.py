@@ -165,4 +165,5 @@ def _product_presence(image: np.ndarray) -> tuple[float, float]:
     gray = cv2.cvtColor(small.astype(np.uint8), cv2.COLOR_RGB2GRAY)
     edges = cv2.Canny(gray, 50, 150)
     centre = edges[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4]
-    return largest / float(height * width), float((centre > 0).mean())
+    density = float((centre > 0).mean()) if centre.size else 0.0
+    return largest / float(height * width), density

@@ -81,3 +81,4 @@ def test_close_up_of_an_item_is_not_called_empty() -> None:
 def test_never_raises_on_extreme_images(image: np.ndarray) -> None:
     report = _quality(image)
     assert isinstance(report.passed, bool)
+    assert all(np.isfinite(v) for v in report.metrics.values()), report.metrics
