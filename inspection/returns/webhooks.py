@@ -23,6 +23,7 @@ import json
 import logging
 import random
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +49,8 @@ JITTER_FRACTION = 0.2
 # It must exceed the HTTP timeout by a wide margin; it is computed from it below.
 STALE_CLAIM_FACTOR = 4
 ERROR_TEXT_LIMIT = 1000
+# Deliveries of one pass sent at the same time.
+SEND_CONCURRENCY = 4
 
 
 def backoff_seconds(
@@ -241,25 +244,35 @@ def deliver_due(
         return 0
     own_client = client is None
     http = client or httpx.Client(timeout=config.timeout_seconds, follow_redirects=False)
+
+    def attempt(item: _Claimed) -> None:
+        # Sign and schedule from the moment of sending (a pass can take a while), unless the
+        # caller pinned the clock.
+        sent_at = now or utcnow()
+        ok, status_code, error = _send(client=http, item=item, now=sent_at)
+        outcome = _record(
+            engine=engine,
+            item=item,
+            ok=ok,
+            status_code=status_code,
+            error=error,
+            now=sent_at,
+            config=config,
+            rng=rng,
+        )
+        WEBHOOK_DELIVERIES.labels(result=outcome).inc()
+        log.info(
+            "webhook delivery %s",
+            outcome,
+            extra={"ctx_delivery_id": item.delivery_id, "ctx_status_code": status_code},
+        )
+
     try:
-        for item in claimed:
-            ok, status_code, error = _send(client=http, item=item, now=current)
-            outcome = _record(
-                engine=engine,
-                item=item,
-                ok=ok,
-                status_code=status_code,
-                error=error,
-                now=current,
-                config=config,
-                rng=rng,
-            )
-            WEBHOOK_DELIVERIES.labels(result=outcome).inc()
-            log.info(
-                "webhook delivery %s",
-                outcome,
-                extra={"ctx_delivery_id": item.delivery_id, "ctx_status_code": status_code},
-            )
+        # A few sends in parallel, so one slow endpoint (up to the timeout) does not hold up
+        # every other delivery of the pass. Events carry no ordering guarantee anyway.
+        with ThreadPoolExecutor(max_workers=min(SEND_CONCURRENCY, len(claimed))) as pool:
+            for future in [pool.submit(attempt, item) for item in claimed]:
+                future.result()
     finally:
         if own_client:
             http.close()

@@ -57,8 +57,10 @@ class Receiver:
     fail_first: int = 0
     status_when_failing: int = 503
     delay_seconds: float = 0.0
+    slow_requests: int = -1  # how many first requests are slow (-1: all, when delay_seconds)
     requests: list[dict] = field(default_factory=list)
-    processed: dict[str, int] = field(default_factory=dict)
+    processed: dict[str, int] = field(default_factory=dict)  # times each event's effect ran
+    duplicates: int = 0  # resends of an already processed event, answered 200 and ignored
     bad_signatures: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -82,8 +84,12 @@ class Receiver:
             )
             if seen <= self.fail_first:
                 return self.status_when_failing
+            if event_id in self.processed:
+                self.duplicates += 1
+                return 200
             self.processed[event_id] = self.processed.get(event_id, 0) + 1
-        if self.delay_seconds:
+            slow = self.slow_requests < 0 or len(self.requests) <= self.slow_requests
+        if self.delay_seconds and slow:
             time.sleep(self.delay_seconds)
         return 200
 
@@ -232,6 +238,7 @@ def test_retries_until_success_and_receiver_processes_each_event_once(
         now += timedelta(seconds=settings.webhook.backoff_max_seconds + 1)
     assert receiver.processed == {first: 1, second: 1}
     assert receiver.bad_signatures == 0
+    assert receiver.duplicates == 0  # nothing was resent after a 2xx
     assert len(receiver.requests) == 6  # two failures and one success per event
     # Every retry carries the same event id and body, freshly signed.
     bodies = {
@@ -415,4 +422,48 @@ def test_deliver_webhooks_command_runs_one_pass(
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     assert "attempted 1 delivery(ies)" in result.output
+    assert receiver.processed == {event_id: 1}
+
+
+def test_timed_out_delivery_is_resent_and_the_receiver_deduplicates(
+    engine: Engine, settings: Settings, receiver: Receiver
+) -> None:
+    # The receiver processes the event but answers after the sender gave up: the sender must
+    # not count that as delivered, resends later, and the receiver's dedupe keeps it once.
+    settings.webhook = settings.webhook.model_copy(update={"timeout_seconds": 0.2})
+    receiver.delay_seconds = 1.0
+    receiver.slow_requests = 1
+    _endpoint(engine, receiver.url)
+    event_id = _enqueue(engine)
+    now = utcnow()
+    assert deliver_due(engine=engine, settings=settings, now=now) == 1
+    [row] = _deliveries(engine)
+    assert row.status == "pending" and row.attempts == 1
+    assert "Timeout" in (row.last_error or "")
+    assert deliver_due(engine=engine, settings=settings, now=now + timedelta(minutes=5)) == 1
+    [row] = _deliveries(engine)
+    assert row.status == "delivered" and row.attempts == 2
+    assert receiver.processed == {event_id: 1}
+    assert receiver.duplicates == 1
+
+
+def test_one_slow_endpoint_does_not_fail_the_others(
+    engine: Engine, settings: Settings, receiver: Receiver
+) -> None:
+    import socket
+
+    settings.webhook = settings.webhook.model_copy(update={"timeout_seconds": 0.3})
+    # A listening socket that never answers: connect succeeds, the read times out.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        _endpoint(engine, f"http://127.0.0.1:{silent.getsockname()[1]}/hang")
+        _endpoint(engine, receiver.url)
+        event_id = _enqueue(engine)
+        assert deliver_due(engine=engine, settings=settings) == 2
+    finally:
+        silent.close()
+    statuses = sorted((r.endpoint_id, r.status) for r in _deliveries(engine))
+    assert statuses == [(1, "pending"), (2, "delivered")]
     assert receiver.processed == {event_id: 1}
