@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from inspection.errors import PhotoRejected, PhotoTooLarge, UnsupportedMediaType
@@ -218,3 +220,46 @@ def test_gif_is_named_in_the_refusal() -> None:
 def test_declared_unsupported_image_type_is_refused(product_jpeg: bytes) -> None:
     with pytest.raises(UnsupportedMediaType):
         _intake(product_jpeg, "image/gif")
+
+
+# --- fuzzing: damaged files get a PhotoRejected, never another exception (a 500) ---
+
+_SEED_FILES = {
+    "jpeg": make_photo_bytes(width=160, height=120, exif=make_exif(orientation=6)),
+    "png": make_photo_bytes(fmt="PNG", width=160, height=120),
+    "webp": make_photo_bytes(fmt="WEBP", width=160, height=120),
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(sorted(_SEED_FILES)),
+    flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=12),
+    cut=st.one_of(st.none(), st.floats(0.0, 1.0)),
+)
+def test_damaged_files_are_refused_or_decoded_never_crash(
+    kind: str, flips: list[tuple[float, int]], cut: float | None
+) -> None:
+    data = bytearray(_SEED_FILES[kind])
+    for where, value in flips:
+        data[min(int(where * len(data)), len(data) - 1)] = value
+    if cut is not None:
+        data = data[: int(cut * len(data))]
+    try:
+        photo = _intake(bytes(data))
+    except PhotoRejected as error:
+        assert 400 <= error.status_code < 500 and error.message and error.hint
+    else:
+        assert photo.image.ndim == 3 and photo.image.dtype == np.uint8
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    data=st.binary(max_size=2048),
+    content_type=st.sampled_from([None, "image/jpeg", "text/plain", "image/png", ""]),
+)
+def test_random_bytes_never_crash(data: bytes, content_type: str | None) -> None:
+    try:
+        _intake(data, content_type)
+    except PhotoRejected as error:
+        assert 400 <= error.status_code < 500
