@@ -14,7 +14,6 @@ from sqlmodel import Session, col, select
 from inspection.decisions.types import UnitComparison
 from inspection.errors import Forbidden, InvalidInput, NotFound
 from inspection.grading.types import IntakePhoto, ItemGrade
-from inspection.observability import PHOTOS_GRADED
 from inspection.returns import facts
 from inspection.returns.audit import record_event
 from inspection.returns.lifecycle import begin_write, ensure_status, lock_return
@@ -57,7 +56,7 @@ def _check_source(*, ret: Return, source: str, role: str) -> None:
             "station photos come from the station role",
             hint="use a station API key to upload station photos",
         )
-    if source == "customer" and role not in ("customer", "admin", "integration", "station"):
+    if source == "customer" and role not in ("customer", "admin", "integration"):
         raise Forbidden(f"the {role} role may not upload customer photos")
     ensure_status(ret=ret, allowed=SOURCE_STATUSES[source], action=f"add {source} photos to")
 
@@ -174,7 +173,6 @@ def add_photos(
                 latency_ms=float(grade.latency_ms),
             )
         )
-        PHOTOS_GRADED.labels(source=source, grade=grade.grade).inc()
         photos.append(photo)
     session.add(item_row)
     session.flush()
@@ -236,7 +234,8 @@ def _item_grade(
                 intakes.append(pipeline.intake(data=data, content_type=None, filename=None))
             except Exception:
                 log.warning("could not re-read photo %s for the item grade", photo.id)
-        overall = pipeline.grade_photos(photos=intakes, category=category, source=source)
+        # Counted apart in the metrics: these photos were graded once already.
+        overall = pipeline.grade_photos(photos=intakes, category=category, source="regrade")
     return Inspection(
         return_id=ret.id,  # type: ignore[arg-type]
         return_item_id=item_id,

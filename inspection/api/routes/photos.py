@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Path, Request, Response, UploadFile, status
 
 from inspection.api.deps import AdminDep, PrincipalDep, SessionDep
-from inspection.errors import PhotoRejected, PhotoTooLarge, ServiceUnavailable
+from inspection.errors import PhotoTooLarge, ServiceUnavailable
 from inspection.observability import PHOTOS_REJECTED
 from inspection.returns import photos as photo_service
 from inspection.returns import public
@@ -28,6 +28,8 @@ def _read_limited(upload: UploadFile, *, max_bytes: int, index: int) -> bytes:
     while chunk := upload.file.read(READ_CHUNK):
         size += len(chunk)
         if size > max_bytes:
+            # Refused before the pipeline sees it, so counted here.
+            PHOTOS_REJECTED.labels(code=PhotoTooLarge.code).inc()
             raise PhotoTooLarge(
                 f"{upload.filename or f'file {index + 1}'} is larger than "
                 f"{max_bytes // (1024 * 1024)} MB",
@@ -65,22 +67,18 @@ def add_photos(
         )
         for i, f in enumerate(files[: limit + 1])
     ]
-    try:
-        result = photo_service.add_photos(
-            session=session,
-            ret=ret,
-            uploads=uploads,
-            source=source,
-            role=principal.role,
-            actor=principal.actor,
-            return_item_id=return_item_id,
-            pipeline=pipeline,
-            blobs=blobs,
-            max_photos=limit,
-        )
-    except PhotoRejected as exc:
-        PHOTOS_REJECTED.labels(code=exc.code).inc()
-        raise
+    result = photo_service.add_photos(
+        session=session,
+        ret=ret,
+        uploads=uploads,
+        source=source,
+        role=principal.role,
+        actor=principal.actor,
+        return_item_id=return_item_id,
+        pipeline=pipeline,
+        blobs=blobs,
+        max_photos=limit,
+    )
     photos = public.photos_public(session=session, photos=result.photos)
     return PhotosAdded(photos=photos, item_grade=public.item_grade_public(result.item, photos))
 
