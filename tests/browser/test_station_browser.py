@@ -42,6 +42,10 @@ def test_station_flow_in_chromium(page: Any, station_url: str, browser_seeder: S
     page.goto(station_url)
     page.get_by_role("heading", name="Inspection station").wait_for()
     _shot(page, "01-station-empty")
+    # The scan field has the cursor, so a barcode scanner's keystrokes land in it.
+    page.wait_for_function(
+        "() => (document.activeElement?.getAttribute('aria-label') || '').startsWith('Scan')"
+    )
 
     scan = page.get_by_label("Scan or type an RMA or order number, then Enter")
     scan.fill(ret["rma"])
