@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,8 +40,23 @@ def chain_for(*, return_id: int | None, chain: str | None = None) -> str:
 
 def jsonable(value: dict[str, Any]) -> dict[str, Any]:
     """The JSON form of a dict (datetimes as UTC ISO, models dumped), as it will be stored."""
-    result: dict[str, Any] = json.loads(json.dumps(value, default=_json_default, sort_keys=True))
+    try:
+        text = json.dumps(value, default=_json_default, sort_keys=True, allow_nan=False)
+    except ValueError:
+        # NaN and infinities are not JSON (PostgreSQL refuses them): keep them as text.
+        text = json.dumps(_finite(value), default=_json_default, sort_keys=True, allow_nan=False)
+    result: dict[str, Any] = json.loads(text)
     return result
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_safe(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -160,7 +176,12 @@ def record_event(
         before=_json_safe(before),
         after=_json_safe(after),
         model_version=model_version,
-        confidence=None if confidence is None else float(confidence),
+        # SQLite stores NaN as NULL, which would break the hash: a non-finite confidence is none.
+        confidence=(
+            float(confidence)
+            if confidence is not None and math.isfinite(float(confidence))
+            else None
+        ),
         prev_hash=prev_hash,
         hash="",
     )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -298,3 +302,61 @@ def test_verify_audit_command_names_the_broken_chain(
         assert "1 of 2 audit chain(s) valid" in broken.output
     finally:
         get_settings.cache_clear()
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(
+        alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=20
+    )
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+json_objects = st.dictionaries(st.text(max_size=10), json_values, max_size=5)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    before=st.none() | json_objects,
+    after=st.none() | json_objects,
+    actor=st.text(
+        min_size=1,
+        max_size=40,
+        alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+    ),
+    confidence=st.none() | st.floats(min_value=0, max_value=1) | st.just(float("nan")),
+)
+def test_any_json_event_survives_storage_and_verifies(
+    engine: Engine, before: dict | None, after: dict | None, actor: str, confidence: float | None
+) -> None:
+    """Whatever JSON an event carries, what is stored re-hashes to what was written."""
+    chain = f"prop-{uuid.uuid4().hex[:12]}"
+    with Session(engine) as session:
+        for _ in range(2):
+            record_event(
+                session=session,
+                return_id=None,
+                chain=chain,
+                actor=actor,
+                action="prop",
+                before=before,
+                after=after,
+                confidence=confidence,
+            )
+        session.commit()
+    with Session(engine) as session:
+        result = verify_chain(session=session, return_id=None, chain=chain)
+    assert result.valid, result.problem
+    assert len(result.events) == 2
