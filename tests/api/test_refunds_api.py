@@ -267,3 +267,64 @@ def test_refund_quote_follows_final_grade(api_client: TestClient) -> None:
     assert quotes[0]["grade"] == "resell" and quotes[1]["grade"] == "refurbish"
     assert quotes[0]["amount_cents"] >= quotes[1]["amount_cents"]
     assert all(isinstance(q["amount_cents"], int) for q in quotes)
+
+
+def test_refund_left_pending_by_a_crash_is_recovered_once(api_client: TestClient) -> None:
+    from datetime import timedelta
+
+    from inspection.returns.refunds import STALE_PENDING, default_key, request_hash
+    from inspection.store.models import utcnow
+
+    ret, _ = return_in_status(api_client, "inspected")
+    amount = ret["decision"]["refund"]["amount_cents"]
+    with Session(api_client.app.state.engine) as session:  # type: ignore[attr-defined]
+        # What a crash between "recorded pending" and "adapter answered" leaves behind.
+        session.add(
+            Refund(
+                return_id=ret["id"],
+                amount_cents=amount,
+                currency="EUR",
+                status="pending",
+                idempotency_key=default_key(ret["id"]),
+                request_hash=request_hash(return_id=ret["id"]),
+                adapter="ledger",
+                attempts=1,
+                updated_at=utcnow() - STALE_PENDING - timedelta(seconds=1),
+            )
+        )
+        session.commit()
+
+    recovered = api_client.post(f"/v1/returns/{ret['id']}/refund", headers=STATION)
+    again = api_client.post(f"/v1/returns/{ret['id']}/refund", headers=STATION)
+
+    assert recovered.status_code == 200, recovered.text
+    assert recovered.json()["status"] == "paid"
+    assert again.json() == recovered.json()
+    rows = _refund_rows(api_client, ret["id"])
+    assert len(rows) == 1 and rows[0].attempts == 2
+    assert len(_events(api_client, ret["id"], "refund.released")) == 1
+
+
+def test_fresh_pending_refund_is_not_paid_again(api_client: TestClient) -> None:
+    from inspection.returns.refunds import default_key, request_hash
+
+    ret, _ = return_in_status(api_client, "inspected")
+    with Session(api_client.app.state.engine) as session:  # type: ignore[attr-defined]
+        session.add(
+            Refund(
+                return_id=ret["id"],
+                amount_cents=100,
+                currency="EUR",
+                status="pending",
+                idempotency_key=default_key(ret["id"]),
+                request_hash=request_hash(return_id=ret["id"]),
+                adapter="ledger",
+                attempts=1,
+            )
+        )
+        session.commit()
+
+    response = api_client.post(f"/v1/returns/{ret['id']}/refund", headers=STATION)
+
+    assert response.status_code == 200 and response.json()["status"] == "pending"
+    assert _events(api_client, ret["id"], "refund.released") == []

@@ -138,3 +138,19 @@ def test_staff_list_filters_by_rma_and_status(api_client: TestClient) -> None:
     assert by_rma["count"] == 1 and by_rma["data"][0]["id"] == ret["id"]
     assert [r["id"] for r in by_status["data"]] == [ret["id"]]
     assert bad_status.status_code == 422
+
+
+def test_list_filters_by_creation_time_and_refuses_naive_times(api_client: TestClient) -> None:
+    ret, _ = open_return(api_client, create_order(api_client))
+    created = ret["created_at"]
+
+    inside = api_client.get(
+        "/v1/returns", params={"created_from": created, "limit": 5}, headers=STATION
+    )
+    naive = api_client.get(
+        "/v1/returns", params={"created_from": "2026-01-01T00:00:00"}, headers=STATION
+    )
+
+    assert inside.status_code == 200 and inside.json()["count"] == 1
+    assert naive.status_code == 422
+    assert naive.json()["error"]["details"]["fields"][0]["field"] == "created_from"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
+from pydantic import AwareDatetime
 
 from inspection.api.deps import PrincipalDep, SessionDep, StaffDep
 from inspection.decisions.types import RefundQuote
@@ -56,8 +56,8 @@ def list_returns(
     rma: Annotated[str | None, Query(max_length=32)] = None,
     order_number: Annotated[str | None, Query(max_length=64)] = None,
     customer_id: Annotated[int | None, Query(ge=1)] = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
+    created_from: Annotated[AwareDatetime | None, Query(description="ISO-8601 with zone")] = None,
+    created_to: Annotated[AwareDatetime | None, Query(description="ISO-8601 with zone")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ReturnsPage:
