@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import streamlit as st
 
@@ -13,6 +14,7 @@ from station_ui.client import JSON, ApiError, Grade, InspectionApi
 from station_ui.display import (
     GRADES,
     call_api,
+    defect_summary,
     format_grade,
     format_money,
     format_percent,
@@ -98,23 +100,15 @@ def _draw_queue_entry(api: InspectionApi, rank: int, entry: JSON) -> None:
         with right:
             st.markdown(f"**Why it is here:** {reasons or '–'}")
             st.markdown(f"**Model confidence:** {format_percent(entry.get('confidence'))}")
-            ret = call_api("load the return", lambda: api.get_return(int(entry["return_id"])))
-            if ret is not None:
-                photo = next(
-                    (p for p in ret.get("photos") or [] if int(p.get("id", -1)) == photo_id), None
+            defects = entry.get("defects") or []
+            st.markdown(f"**Defects:** {defect_summary(defects) if defects else 'none found'}")
+            probabilities = entry.get("probabilities") or {}
+            if probabilities:
+                st.caption(
+                    "probabilities: "
+                    + ", ".join(f"{g} {format_percent(p)}" for g, p in probabilities.items())
+                    + f" · model {entry.get('model_version') or '?'}"
                 )
-                defects = (photo or {}).get("defects") or []
-                st.markdown(
-                    "**Defects:** "
-                    + (
-                        ", ".join(
-                            f"{d.get('defect_type')} {format_percent(d.get('confidence'))}"
-                            for d in defects
-                        )
-                        or "none found"
-                    )
-                )
-                st.caption(f"return status {ret.get('status')}")
             with st.form(f"relabel_{photo_id}"):
                 default = entry.get("human_grade") or entry.get("model_grade")
                 st.selectbox(
@@ -143,6 +137,54 @@ def _draw_queue(api: InspectionApi, limit: int) -> None:
         _draw_queue_entry(api, rank, entry)
 
 
+def _on_decide(return_id: int, rma: str, outcome: Literal["approve", "reject"]) -> None:
+    reason = str(st.session_state.get(f"decide_reason_{return_id}", "")).strip()
+    if not reason:
+        st.session_state[K_ERROR] = (
+            f"{outcome} {rma}",
+            ApiError(message="a decision needs a reason", hint="write why in the reason field"),
+        )
+        return
+    try:
+        ret = qa_api().decide_return(return_id, outcome=outcome, reason=reason)
+    except ApiError as error:
+        st.session_state[K_ERROR] = (f"{outcome} {rma}", error)
+        return
+    st.session_state[K_FLASH] = f"{rma} {outcome}d: now {ret.get('status', '?')}"
+
+
+def _draw_review_entry(review: JSON) -> None:
+    return_id = int(review["return_id"])
+    rma = str(review.get("rma") or return_id)
+    value = format_money(review.get("value_cents"), review.get("currency"))
+    title = (
+        f"{rma} · {value} · fraud score {float(review.get('fraud_score') or 0):.2f} · "
+        f"grade {format_grade(review.get('grade'))}"
+    )
+    with st.expander(title):
+        codes = ", ".join(str(c).replace("_", " ") for c in review.get("reason_codes") or [])
+        st.markdown(f"**Why it waits:** {codes or '–'}")
+        for signal in review.get("fraud_signals") or []:
+            st.markdown(
+                f"- **{str(signal.get('reason_code', '?')).replace('_', ' ')}** "
+                f"({float(signal.get('weight') or 0):.2f}): {signal.get('message', '')}"
+            )
+        st.text_input("Reason for the decision (required)", key=f"decide_reason_{return_id}")
+        cols = st.columns(2)
+        cols[0].button(
+            "Approve",
+            key=f"approve_{return_id}",
+            on_click=_on_decide,
+            args=(return_id, rma, "approve"),
+        )
+        cols[1].button(
+            "Reject",
+            key=f"reject_{return_id}",
+            on_click=_on_decide,
+            args=(return_id, rma, "reject"),
+        )
+
+
 def _draw_reviews(api: InspectionApi) -> None:
     st.subheader("Returns waiting for a decision")
     reviews = call_api("load the review queue", api.reviews)
@@ -152,21 +194,9 @@ def _draw_reviews(api: InspectionApi) -> None:
     if not rows:
         st.caption("no returns need review")
         return
-    st.dataframe(
-        [
-            {
-                "rma": r.get("rma"),
-                "value": format_money(r.get("value_cents"), r.get("currency")),
-                "fraud score": r.get("fraud_score"),
-                "priority": r.get("priority"),
-                "reasons": ", ".join(r.get("reason_codes") or []),
-            }
-            for r in rows
-        ],
-        hide_index=True,
-        width="stretch",
-    )
-    st.caption("Open a return on the Station page by its RMA to approve or reject it.")
+    st.caption(f"{len(rows)} returns, most money at risk first")
+    for review in rows:
+        _draw_review_entry(review)
 
 
 def _draw_export(api: InspectionApi, since: datetime) -> None:

@@ -83,3 +83,29 @@ def test_dashboard_shows_rates_cycle_time_and_charts(
     assert metrics["Refund cycle (median)"].endswith(" h")
     charts = at.get("vega_lite_chart")
     assert len(charts) >= 2, "grade mix and per-SKU charts"
+
+
+def test_exception_queue_decision_from_the_qa_page(
+    seeder: Seeder, new_station_app: Callable[[], AppTest]
+) -> None:
+    # Above the policy's auto-approve limit a person always decides.
+    order = seeder.order(price_cents=60_000)
+    ret, token = seeder.open_return(order)
+    seeder.customer_photos(ret["id"], token)
+    assert seeder.submit(ret["id"], token)["status"] == "needs_review"
+
+    at = new_station_app().run()
+    at.switch_page("views/qa.py").run()
+    assert_no_errors(at)
+    assert any(str(x.label).startswith(ret["rma"]) for x in at.expander)
+
+    at.button(key=f"approve_{ret['id']}").click().run()
+    assert "a decision needs a reason" in " ".join(e.value for e in at.error)
+    assert seeder.get_return(ret["id"])["status"] == "needs_review"
+
+    at.text_input(key=f"decide_reason_{ret['id']}").input("receipt and photos check out")
+    at.button(key=f"approve_{ret['id']}").click().run()
+    assert_no_errors(at)
+    status = seeder.get_return(ret["id"])["status"]
+    assert status in ("approved", "label_sent")
+    assert f"{ret['rma']} approved: now {status}" in page_text(at)
