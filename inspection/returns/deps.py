@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from inspection.api.deps import Principal, PrincipalDep, Role, SessionDep, get_principal
 from inspection.decisions.policy import Policy, load_policy
 from inspection.errors import Forbidden
+from inspection.returns.schemas import MAX_ID
 from inspection.returns.service import get_return
 from inspection.settings import Settings
 from inspection.store.blobs import BlobStore
@@ -82,7 +83,7 @@ def ensure_can_see(*, principal: Principal, ret: Return) -> None:
 def valid_return(
     session: SessionDep,
     principal: PrincipalDep,
-    return_id: Annotated[int, Path(ge=1, le=2**62)],
+    return_id: Annotated[int, Path(ge=1, le=MAX_ID)],
 ) -> Return:
     """The return in the path, visible to the caller; 404 / 403 otherwise."""
     ret = get_return(session=session, return_id=return_id)

@@ -21,6 +21,7 @@ from inspection.returns.schemas import (
     OrderCreate,
     OrderLinePublic,
     OrderPublic,
+    refuse_nul,
 )
 from inspection.store.models import Customer, Order, OrderLine
 
@@ -284,6 +285,7 @@ def parse_orders_csv(*, data: bytes) -> list[OrderCreate]:
 
 def get_order(*, session: Session, order_number: str) -> Order:
     """The order with that number; NotFound otherwise."""
+    refuse_nul(order_number, field="order_number")
     order = session.exec(select(Order).where(Order.order_number == order_number)).first()
     if order is None:
         raise NotFound(f"no order {order_number}", hint="check the order number")

@@ -18,16 +18,35 @@ from pydantic import (
 )
 
 from inspection.decisions.types import ReturnReason
+from inspection.errors import InvalidInput
 from inspection.grading.types import Grade
 
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO-4217, e.g. EUR")]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO-3166 alpha-2")]
 Cents = Annotated[StrictInt, Field(ge=0, le=10**12, description="integer minor units")]
+# Row ids are 32-bit integers in both databases; larger ids are refused as invalid, not a 500.
+MAX_ID = 2**31 - 1
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
+
+
+def refuse_nul(value: str, *, field: str) -> str:
+    """Refuses text with NUL characters (PostgreSQL cannot store them in text columns)."""
+    if "\x00" in value:
+        raise InvalidInput(
+            f"{field} contains a NUL character", hint="remove control characters from the text"
+        )
+    return value
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _no_nul_characters(self) -> Any:
+        for name, value in self:
+            if isinstance(value, str) and "\x00" in value:
+                raise ValueError(f"{name} contains a NUL character; remove control characters")
+        return self
 
 
 # --- orders ----------------------------------------------------------------------------------
@@ -104,7 +123,7 @@ class OrderPublic(BaseModel):
 
 
 class ReturnItemCreate(_In):
-    order_line_id: StrictInt = Field(ge=1)
+    order_line_id: StrictInt = Field(ge=1, le=MAX_ID)
     quantity: StrictInt = Field(default=1, ge=1, le=10_000)
     reason_code: ReturnReason
     reason_text: str = Field(default="", max_length=2000)

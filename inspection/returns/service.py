@@ -29,7 +29,12 @@ from inspection.returns import facts
 from inspection.returns.audit import record_event
 from inspection.returns.lifecycle import begin_write, ensure_status, lock_return, transition
 from inspection.returns.outbox import enqueue_event
-from inspection.returns.schemas import DecisionOverride, InspectionInput, ReturnCreate
+from inspection.returns.schemas import (
+    DecisionOverride,
+    InspectionInput,
+    ReturnCreate,
+    refuse_nul,
+)
 from inspection.returns.tokens import issue_customer_token
 from inspection.store.blobs import BlobStore
 from inspection.store.models import (
@@ -210,6 +215,9 @@ def list_returns(
     offset: int = 0,
 ) -> tuple[list[tuple[Return, str]], int]:
     """Returns matching the filters (newest first) with their order numbers, and the total."""
+    for name, text in (("rma", rma), ("order_number", order_number)):
+        if text:
+            refuse_nul(text, field=name)
     query = select(Return, Order.order_number).join(Order, col(Order.id) == Return.order_id)
     if status:
         query = query.where(Return.status == status)

@@ -66,3 +66,33 @@ def test_bad_return_bodies_are_422_and_write_nothing(api_client: TestClient) -> 
     )
     assert malformed.status_code == 422
     assert api_client.get("/v1/returns", headers=QA).json()["count"] == 0
+
+
+def test_ids_out_of_range_and_nul_text_are_4xx_not_500(api_client: TestClient) -> None:
+    order = create_order(api_client)
+    huge = 2**40
+    nul_reason = {
+        "order_number": order["order_number"],
+        "email": order["customer"]["email"],
+        "items": [
+            {
+                "order_line_id": order["lines"][0]["id"],
+                "reason_code": "other",
+                "reason_text": "bad\u0000text",
+            }
+        ],
+    }
+
+    responses = [
+        api_client.get(f"/v1/returns/{huge}", headers=QA),
+        api_client.get(f"/v1/photos/{huge}/image", headers=QA),
+        api_client.post(f"/v1/returns/{huge}/refund", headers=QA),
+        api_client.get("/v1/returns", params={"customer_id": huge}, headers=QA),
+        api_client.get("/v1/returns", params={"rma": "RMA-\u0000"}, headers=QA),
+        api_client.get("/v1/orders/A%00B", headers=QA),
+        api_client.post("/v1/returns", json=nul_reason),
+    ]
+
+    assert [r.status_code for r in responses] == [422, 422, 422, 422, 422, 422, 422], [
+        r.text for r in responses
+    ]

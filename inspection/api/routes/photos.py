@@ -14,7 +14,7 @@ from inspection.observability import PHOTOS_REJECTED
 from inspection.returns import photos as photo_service
 from inspection.returns import public
 from inspection.returns.deps import AppSettingsDep, BlobsDep, ReturnDep, ensure_can_see
-from inspection.returns.schemas import PhotosAdded, PhotosDeleted
+from inspection.returns.schemas import MAX_ID, PhotosAdded, PhotosDeleted
 from inspection.returns.service import get_return
 
 router = APIRouter(tags=["photos"])
@@ -52,7 +52,7 @@ def add_photos(
     blobs: BlobsDep,
     files: Annotated[list[UploadFile], File(description="1..10 photos")],
     source: Annotated[Literal["customer", "station"], Form()],
-    return_item_id: Annotated[int | None, Form(ge=1)] = None,
+    return_item_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
 ) -> PhotosAdded:
     """Checks, grades and stores photos of a return (nothing is stored if any file is bad)."""
     pipeline = getattr(request.app.state, "grading", None)
@@ -97,7 +97,7 @@ def _image(
 
 @router.get("/photos/{photo_id}/image", response_class=Response)
 def photo_image(
-    photo_id: Annotated[int, Path(ge=1)],
+    photo_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     session: SessionDep,
     principal: PrincipalDep,
     blobs: BlobsDep,
@@ -110,7 +110,7 @@ def photo_image(
 
 @router.get("/photos/{photo_id}/annotated", response_class=Response)
 def photo_annotated(
-    photo_id: Annotated[int, Path(ge=1)],
+    photo_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     session: SessionDep,
     principal: PrincipalDep,
     blobs: BlobsDep,
@@ -123,7 +123,7 @@ def photo_annotated(
 
 @router.delete("/customers/{customer_id}/photos", response_model=PhotosDeleted)
 def delete_customer_photos(
-    customer_id: Annotated[int, Path(ge=1)],
+    customer_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     session: SessionDep,
     principal: AdminDep,
     blobs: BlobsDep,

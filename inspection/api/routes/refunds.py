@@ -10,7 +10,7 @@ from inspection.api.deps import PrincipalDep
 from inspection.returns import public
 from inspection.returns.deps import AppSettingsDep, EngineDep, PolicyDep, require
 from inspection.returns.refunds import adapter_from_settings, release_refund
-from inspection.returns.schemas import RefundPublic
+from inspection.returns.schemas import MAX_ID, RefundPublic
 
 router = APIRouter(tags=["refunds"])
 
@@ -22,7 +22,7 @@ router = APIRouter(tags=["refunds"])
     responses={200: {"description": "the same refund, already released by an earlier request"}},
 )
 def release(
-    return_id: Annotated[int, Path(ge=1, le=2**62)],
+    return_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     response: Response,
     engine: EngineDep,
     principal: PrincipalDep,

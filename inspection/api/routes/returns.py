@@ -20,6 +20,7 @@ from inspection.returns.deps import (
 )
 from inspection.returns.lifecycle import STATUSES, Status
 from inspection.returns.schemas import (
+    MAX_ID,
     DecisionOverride,
     InspectionInput,
     ReturnCreate,
@@ -55,7 +56,7 @@ def list_returns(
     status: Annotated[Status | None, Query(description="one lifecycle status")] = None,
     rma: Annotated[str | None, Query(max_length=32)] = None,
     order_number: Annotated[str | None, Query(max_length=64)] = None,
-    customer_id: Annotated[int | None, Query(ge=1)] = None,
+    customer_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     created_from: Annotated[AwareDatetime | None, Query(description="ISO-8601 with zone")] = None,
     created_to: Annotated[AwareDatetime | None, Query(description="ISO-8601 with zone")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
