@@ -231,3 +231,15 @@ def test_cli_grades_files(models_dir: Path, tmp_path: Path, product_jpeg: bytes)
     rows = json.loads(result.stdout)
     assert rows[0]["grade"] in GRADES and rows[0]["model_version"]
     assert "not an image" in rows[1]["error"] and rows[1]["hint"]
+
+
+def test_intake_many_keeps_the_upload_order(grading_pipeline: GradingPipeline) -> None:
+    datas = [make_photo_bytes(seed=s, width=320 + 16 * s, height=240) for s in range(5)]
+    photos = grading_pipeline.intake_many(
+        uploads=[
+            Upload(data=d, content_type="image/jpeg", filename=f"{i}.jpg")
+            for i, d in enumerate(datas)
+        ]
+    )
+    assert [p.data for p in photos] == datas
+    assert [p.facts.width for p in photos] == [320 + 16 * s for s in range(5)]
