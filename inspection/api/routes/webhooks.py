@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
 from inspection.api.deps import Principal, SessionDep, require_roles
 from inspection.returns import outbox
@@ -16,12 +16,15 @@ router = APIRouter(tags=["webhooks"])
 
 IntegrationAdminDep = Annotated[Principal, require_roles("integration")]
 DeliveryStatus = Literal["pending", "sending", "delivered", "dead"]
+MAX_URL_LENGTH = 2048  # the webhook_endpoints.url column
 
 
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: AnyHttpUrl = Field(description="http(s) URL that receives signed POSTs")
+    url: Annotated[AnyHttpUrl, UrlConstraints(max_length=MAX_URL_LENGTH)] = Field(
+        description="http(s) URL that receives signed POSTs"
+    )
     events: list[str] = Field(
         default_factory=lambda: ["*"],
         min_length=1,
