@@ -244,6 +244,10 @@ class InspectionApi:
             headers={"Idempotency-Key": idempotency_key},
         )
 
+    def close_return(self, return_id: int) -> JSON:
+        """POST /v1/returns/{id}/close: nothing more happens to a refunded or rejected return."""
+        return self._json("POST", f"/v1/returns/{return_id}/close")
+
     def audit(self, return_id: int) -> JSON:
         """GET /v1/returns/{id}/audit: the return's hash-chained history."""
         return self._json("GET", f"/v1/returns/{return_id}/audit")

@@ -28,11 +28,16 @@ from station_ui.display import (
 )
 from station_ui.settings import load_settings
 
-# Station photos are accepted while the parcel is on its way in or on the bench.
-PHOTO_STATUSES = ("label_sent", "item_received")
-RECEIVE_STATUSES = ("label_sent",)
-INSPECT_STATUSES = ("item_received",)
-REVIEW_STATUSES = ("needs_review",)
+# What the page offers follows the API's `allowed_actions`; where an older API sends none,
+# these statuses stand in for them (docs/api.md, Statuses).
+FALLBACK_ACTIONS: dict[str, tuple[str, ...]] = {
+    "needs_review": ("decide",),
+    "label_sent": ("add_station_photos", "receive"),
+    "item_received": ("add_station_photos", "inspect"),
+    "inspected": ("refund", "close"),
+    "refunded": ("close",),
+    "rejected": ("close",),
+}
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "heic", "heif"]
 
 K_RETURN = "station_return_id"
@@ -186,6 +191,11 @@ def _on_review(return_id: int, outcome: str) -> None:
         lambda: api.decide_return(return_id, outcome=outcome, reason=reason),  # type: ignore[arg-type]
         f"Return {outcome}d",
     )
+
+
+def _on_close(return_id: int) -> None:
+    api = station_api()
+    _run_action("close the return", lambda: api.close_return(return_id), "Return closed")
 
 
 def _on_refund(return_id: int) -> None:
@@ -368,15 +378,12 @@ def _draw_review(ret: JSON) -> None:
     cols[1].button("Reject", key="review_reject", on_click=_on_review, args=(return_id, "reject"))
 
 
-def _refund_allowed(ret: JSON) -> bool:
-    status = ret.get("status")
-    if ret.get("refund"):
-        return False
-    if status == "inspected":
-        return True
-    # An instant refund (policy rule) may be paid before the parcel arrives.
-    outcome = (ret.get("decision") or {}).get("outcome")
-    return status == "approved" and outcome == "approve_refund"
+def allowed_actions(ret: JSON) -> set[str]:
+    """The next steps the API allows for this return."""
+    actions = ret.get("allowed_actions")
+    if actions is None:
+        actions = FALLBACK_ACTIONS.get(str(ret.get("status")), ())
+    return set(actions)
 
 
 def _draw_refund(api: InspectionApi, ret: JSON) -> None:
@@ -393,7 +400,7 @@ def _draw_refund(api: InspectionApi, ret: JSON) -> None:
                 f"idempotency key {refund.get('idempotency_key')}"
             )
         return
-    if not _refund_allowed(ret):
+    if "refund" not in allowed_actions(ret):
         return
     quote = call_api("get the refund quote", lambda: api.refund_quote(return_id))
     if quote is None:
@@ -423,6 +430,10 @@ def _draw_refund(api: InspectionApi, ret: JSON) -> None:
             on_click=_on_refund,
             args=(return_id,),
         )
+
+
+def _draw_close(ret: JSON) -> None:
+    st.button("Close return", key="close_return", on_click=_on_close, args=(int(ret["id"]),))
 
 
 def _draw_history(api: InspectionApi, ret: JSON) -> None:
@@ -458,21 +469,23 @@ def _draw_return(api: InspectionApi, return_id: int) -> None:
     ret = call_api("load the return", lambda: api.get_return(return_id))
     if ret is None:
         return
-    status = str(ret.get("status"))
     _draw_header(ret)
     photos_col, work_col = st.columns([3, 2], gap="large")
     with work_col:
         # The next step sits at the top of its column, where the inspector looks first.
-        if status in PHOTO_STATUSES:
+        actions = allowed_actions(ret)
+        if "add_station_photos" in actions:
             _draw_capture(ret)
         _draw_last_upload(ret)
-        if status in RECEIVE_STATUSES:
+        if "receive" in actions:
             _draw_receive(ret)
-        if status in INSPECT_STATUSES:
+        if "inspect" in actions:
             _draw_inspection(ret)
-        if status in REVIEW_STATUSES:
+        if "decide" in actions:
             _draw_review(ret)
         _draw_refund(api, ret)
+        if "close" in actions:
+            _draw_close(ret)
         st.markdown("#### Grade and decision")
         render_item_grade(ret.get("item_grade"))
         render_decision(ret.get("decision"))

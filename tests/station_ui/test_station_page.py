@@ -65,6 +65,11 @@ def test_inspector_scans_photographs_receives_inspects_and_refunds(
     assert refund["idempotency_key"] == refund_idempotency_key(return_id=ret["id"])
     assert f"Reference: **{refund.get('adapter_reference') or refund['id']}**" in text
 
+    click(at, "Close return")
+    assert_no_errors(at)
+    assert "Status: **Closed**" in page_text(at)
+    assert not [b for b in at.button if str(b.label).startswith(("Release", "Close"))]
+
 
 def test_two_tabs_releasing_the_same_refund_pay_once(
     seeder: Seeder, new_station_app: Callable[[], AppTest]
