@@ -34,6 +34,7 @@ REASON_CROSS_SOURCE = "customer_station_disagreement"
 # uses to send an item grade to review.
 LOW_CONFIDENCE = ReviewThresholds().min_confidence
 MAX_QUEUE = 500
+MAX_REASON = 1000  # the qa_labels.reason column
 
 
 def mistakenness(
@@ -220,9 +221,10 @@ def add_label(
             f"unknown grade {grade!r}", hint=f"use one of: {', '.join(GRADES)}", code="bad_grade"
         )
     reason = reason.strip()
-    if not reason:
+    if not reason or len(reason) > MAX_REASON:
         raise InvalidInput(
-            "a relabel needs a reason", hint="say what the model missed or got wrong"
+            f"a relabel needs a reason of 1 to {MAX_REASON} characters",
+            hint="say briefly what the model missed or got wrong",
         )
     begin_write(session=session)
     photo = session.get(Photo, photo_id)

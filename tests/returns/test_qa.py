@@ -411,6 +411,7 @@ def test_label_flow_records_audit_and_leaves_the_queue(engine: Engine, seed: See
     [
         ("p1", "mint", "fine", InvalidInput),
         ("p1", "reject", "   ", InvalidInput),
+        ("p1", "reject", "x" * 1001, InvalidInput),
         (None, "reject", "no such photo", NotFound),
     ],
 )
