@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from station_ui.client import InspectionApi, refund_idempotency_key
 from station_ui.display import GRADE_COLOUR as GRADE_COLOURS
 from station_ui.display import format_money
-from tests.station_ui.live_api import STATION_KEY, Seeder, station_photo
+from tests.station_ui.live_api import STATION_KEY, Seeder, customer_photo, station_photo
 from tests.station_ui.ui_steps import assert_no_errors, click, page_text
 
 
@@ -143,3 +143,54 @@ def test_station_photo_that_is_not_an_image_is_explained(
     assert "Traceback" not in errors
     assert "Status: **Label sent**" in page_text(at)
     assert seeder.get_return(ret["id"])["status"] == "label_sent"
+
+
+def test_stale_tab_gets_the_current_status_not_a_crash(
+    seeder: Seeder, new_station_app: Callable[[], AppTest]
+) -> None:
+    ret = seeder.label_sent_return()
+    first, second = new_station_app().run(), new_station_app().run()
+    _scan(first, ret["rma"])
+    _scan(second, ret["rma"])
+    click(first, "Confirm receipt")
+    assert_no_errors(first)
+
+    click(second, "Confirm receipt")  # this tab still shows label_sent
+    assert not second.exception
+    errors = " ".join(e.value for e in second.error)
+    assert "Could not confirm receipt" in errors and "item_received" in errors
+    assert "Status: **Item received**" in page_text(second), "the page reloads the return"
+
+
+def test_reused_customer_photo_shows_fraud_evidence(
+    seeder: Seeder, new_station_app: Callable[[], AppTest]
+) -> None:
+    photo = customer_photo(seed=77)
+    returns = []
+    for _ in range(2):  # two customers send the very same picture
+        order = seeder.order()
+        ret, token = seeder.open_return(order)
+        files = [("files", ("same.jpg", photo, "image/jpeg"))]
+        seeder.http.post(
+            f"/v1/returns/{ret['id']}/photos",
+            files=files,
+            data={"source": "customer"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).raise_for_status()
+        seeder.http.post(
+            f"/v1/returns/{ret['id']}/photos",
+            files=[("files", ("other.jpg", customer_photo(seed=78 + len(returns)), "image/jpeg"))],
+            data={"source": "customer"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).raise_for_status()
+        returns.append(seeder.submit(ret["id"], token))
+    second = returns[1]
+    codes = {s["reason_code"] for s in second["decision"]["fraud_signals"]}
+    assert "photo_reuse" in codes, second["decision"]
+
+    at = _scan(new_station_app().run(), second["rma"])
+    assert_no_errors(at)
+    evidence = [x for x in at.expander if str(x.label).startswith("Fraud evidence")]
+    assert evidence, [x.label for x in at.expander]
+    assert "photo reuse" in page_text(at)
+    assert "Decide this return" in page_text(at)
