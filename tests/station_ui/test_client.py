@@ -7,6 +7,8 @@ for real against the service.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +17,7 @@ from station_ui.client import ApiError, InspectionApi, refund_idempotency_key
 from station_ui.display import format_money
 
 
-def _api(handler, **kwargs) -> InspectionApi:  # type: ignore[no-untyped-def]
+def _api(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> InspectionApi:
     return InspectionApi("http://api.test/", transport=httpx.MockTransport(handler), **kwargs)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from streamlit.testing.v1 import AppTest
 
@@ -166,7 +167,7 @@ def test_reused_customer_photo_shows_fraud_evidence(
     seeder: Seeder, new_station_app: Callable[[], AppTest]
 ) -> None:
     photo = customer_photo(seed=77)
-    returns = []
+    returns: list[dict[str, Any]] = []
     for _ in range(2):  # two customers send the very same picture
         order = seeder.order()
         ret, token = seeder.open_return(order)

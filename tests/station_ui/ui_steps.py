@@ -28,7 +28,7 @@ def page_text(at: AppTest) -> str:
     """Everything the page says in markdown, subheaders, captions and alerts, as one string."""
     parts: list[str] = []
     for kind in ("title", "subheader", "markdown", "caption", "success", "info", "warning"):
-        parts.extend(str(element.value) for element in at.get(kind))
+        parts.extend(str(getattr(element, "value", "")) for element in at.get(kind))
     parts.extend(str(e.value) for e in at.error)
     parts.extend(f"{m.label}: {m.value}" for m in at.metric)
     return "\n".join(parts)
