@@ -17,7 +17,7 @@ from pathlib import Path
 
 from inspection.errors import InspectionError, InvalidInput, PhotoRejected, ServiceUnavailable
 from inspection.grading.aggregate import combine_photo_grades
-from inspection.grading.explain import annotate_photo
+from inspection.grading.explain import annotate_photo, heatmap_overlay, occlusion_heatmap
 from inspection.grading.intake import intake_photo
 from inspection.grading.predictors import OnnxDefectDetector, OnnxGrader
 from inspection.grading.quality import assess_quality
@@ -275,3 +275,9 @@ class GradingPipeline:
     def annotate(self, *, photo: IntakePhoto, grade: PhotoGrade) -> bytes:
         """The photo with defect boxes, labels and the grade banner, as PNG bytes."""
         return annotate_photo(image=photo.image, grade=grade)
+
+    def heatmap(self, *, photo: IntakePhoto) -> bytes:
+        """Where the grader saw damage, blended over the photo as PNG (one batched call)."""
+        models = self._require_models()
+        heat = occlusion_heatmap(grader=models.grader, image=photo.image)
+        return heatmap_overlay(image=photo.image, heat=heat)
