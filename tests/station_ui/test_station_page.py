@@ -195,3 +195,19 @@ def test_reused_customer_photo_shows_fraud_evidence(
     assert evidence, [x.label for x in at.expander]
     assert "photo reuse" in page_text(at)
     assert "Decide this return" in page_text(at)
+
+
+def test_station_camera_photo_is_graded(
+    seeder: Seeder, new_station_app: Callable[[], AppTest]
+) -> None:
+    ret = seeder.label_sent_return()
+    at = _scan(new_station_app().run(), ret["rma"])
+    at.toggle(key="station_use_camera").set_value(True).run()
+    at.camera_input(key="station_camera").set_value(
+        ("camera.jpg", station_photo(seed=41), "image/jpeg")
+    )
+    click(at, "Grade station photos")
+    assert_no_errors(at)
+    assert "1 station photo(s) graded" in page_text(at)
+    photos = seeder.get_return(ret["id"])["photos"]
+    assert [p["source"] for p in photos].count("station") == 1
