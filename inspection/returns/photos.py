@@ -18,7 +18,15 @@ from inspection.returns import facts
 from inspection.returns.audit import record_event
 from inspection.returns.lifecycle import begin_write, ensure_status, lock_return
 from inspection.store.blobs import BlobStore
-from inspection.store.models import Inspection, OrderLine, Photo, Return, ReturnItem, utcnow
+from inspection.store.models import (
+    Customer,
+    Inspection,
+    OrderLine,
+    Photo,
+    Return,
+    ReturnItem,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -330,8 +338,6 @@ def delete_customer_photos(
     *, session: Session, customer_id: int, blobs: BlobStore, actor: str, reason: str
 ) -> int:
     """Erases a customer's photos on request; the audit log keeps that it happened."""
-    from inspection.store.models import Customer
-
     begin_write(session=session)
     if session.get(Customer, customer_id) is None:
         raise NotFound(f"no customer {customer_id}", hint="check the customer id")

@@ -6,6 +6,7 @@ in one transaction, so a rejected request leaves nothing half written.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from inspection.returns.schemas import (
 from inspection.returns.tokens import issue_customer_token
 from inspection.store.blobs import BlobStore
 from inspection.store.models import (
+    Customer,
     DecisionRecord,
     Inspection,
     Order,
@@ -107,8 +109,6 @@ def open_return(
     order = session.exec(
         select(Order).where(Order.order_number == body.order_number).with_for_update()
     ).first()
-    from inspection.store.models import Customer
-
     customer = session.get(Customer, order.customer_id) if order else None
     if (
         order is None
@@ -376,8 +376,6 @@ def _record_decision(
 
 
 def _jsonable(value: Any) -> Any:
-    import json
-
     return json.loads(json.dumps(value, default=str))
 
 
