@@ -76,7 +76,8 @@ def test_station_flow_in_chromium(page: Any, station_url: str, browser_seeder: S
 
     page.get_by_text("I checked the item").click()
     _wait_idle(page)
-    page.locator("button:not([disabled])", has_text="Release refund").click()
+    # An impatient double-click: the per-return idempotency key means one payment.
+    page.locator("button:not([disabled])", has_text="Release refund").dblclick()
     page.get_by_text("Refund released").wait_for()
     page.get_by_text("Status: Refunded").wait_for()
     _shot(page, "06-refunded")
@@ -84,6 +85,11 @@ def test_station_flow_in_chromium(page: Any, station_url: str, browser_seeder: S
     after = browser_seeder.get_return(ret["id"])
     assert after["status"] == "refunded"
     assert after["refund"]["status"] in ("paid", "pending")
+    audit = browser_seeder.http.get(
+        f"/v1/returns/{ret['id']}/audit", headers={"X-API-Key": "demo-station-key"}
+    ).json()
+    released = [e for e in audit["events"] if e["action"] == "refund.released"]
+    assert len(released) == 1, [e["action"] for e in audit["events"]]
     reference = str(after["refund"].get("adapter_reference") or after["refund"]["id"])
     assert page.get_by_text(reference).count() >= 1
 
