@@ -34,6 +34,24 @@ from inspection.store.models import (
     ShippingLabel,
 )
 
+# Reason codes a customer may see: eligibility results and plain outcomes, never fraud signals.
+CUSTOMER_REASON_CODES = frozenset(
+    {
+        "eligible",
+        "auto_approved",
+        "instant_refund",
+        "manual_approve",
+        "manual_reject",
+        "outside_return_window",
+        "claim_before_order",
+        "quantity_exceeds_purchased",
+        "final_sale",
+        "non_returnable_category",
+        "condition_not_accepted",
+        "above_auto_approve_limit",
+    }
+)
+
 # Once the parcel is in, the station's photos describe the item; before that, the customer's.
 AFTER_RECEIPT = ("item_received", "inspected", "refunded", "closed")
 
@@ -101,6 +119,25 @@ def decision_public(row: DecisionRecord) -> DecisionPublic:
     )
 
 
+def customer_decision(row: DecisionRecord) -> DecisionPublic:
+    """A decision as its customer sees it: the outcome and eligibility reasons, no fraud scoring.
+
+    Fraud evidence names other customers' returns and would teach a fraudster which signal
+    fired, so customers get neither the score, the signals nor the review reasons.
+    """
+    full = decision_public(row)
+    shown = [code for code in full.reason_codes if code in CUSTOMER_REASON_CODES]
+    messages = full.messages if full.outcome == "ineligible" else []
+    return full.model_copy(
+        update={
+            "reason_codes": shown,
+            "messages": messages,
+            "fraud_score": 0.0,
+            "fraud_signals": [],
+        }
+    )
+
+
 def refund_public(row: Refund) -> RefundPublic:
     """A refund as callers see it."""
     return RefundPublic(
@@ -150,8 +187,8 @@ def _allowed_actions(
     return actions
 
 
-def return_public(*, session: Session, ret: Return) -> ReturnPublic:
-    """Everything about a return that staff and its customer may see."""
+def return_public(*, session: Session, ret: Return, for_customer: bool = False) -> ReturnPublic:
+    """Everything about a return that staff may see; `for_customer` leaves out fraud scoring."""
     order = session.get(Order, ret.order_id)
     assert order is not None  # foreign key
     items = [
@@ -190,7 +227,9 @@ def return_public(*, session: Session, ret: Return) -> ReturnPublic:
         items=items,
         photos=photos,
         item_grade=item_grade_public(grade_row) if grade_row else None,
-        decision=decision_public(decision) if decision else None,
+        decision=(customer_decision(decision) if for_customer else decision_public(decision))
+        if decision
+        else None,
         refund=refund_public(refund) if refund else None,
         label=LabelPublic(
             carrier=label.carrier, tracking_number=label.tracking_number, label_url=label.label_url

@@ -19,6 +19,10 @@ def test_photo_reused_from_another_return_goes_to_review(api_client: TestClient)
     decided = api_client.post(f"/v1/returns/{second['id']}/submit", headers=bearer(token_b)).json()
 
     assert decided["status"] == "needs_review", decided["decision"]
+    # The customer learns the return is being reviewed, not which fraud signal fired.
+    assert decided["decision"]["fraud_signals"] == [] and decided["decision"]["fraud_score"] == 0
+    assert "photo_reuse" not in decided["decision"]["reason_codes"]
+    decided = api_client.get(f"/v1/returns/{second['id']}", headers=QA).json()
     signals = {s["reason_code"]: s for s in decided["decision"]["fraud_signals"]}
     assert "photo_reuse" in signals, signals
     assert "photo_reuse" in decided["decision"]["reason_codes"]

@@ -45,7 +45,10 @@ def open_return(
         session=session, body=body, actor=actor, token_secret=settings.security.token_secret
     )
     return ReturnOpened.model_validate(
-        {"return": public.return_public(session=session, ret=ret), "customer_token": token}
+        {
+            "return": public.return_public(session=session, ret=ret, for_customer=True),
+            "customer_token": token,
+        }
     )
 
 
@@ -81,9 +84,9 @@ def list_returns(
 
 
 @router.get("/returns/{return_id}", response_model=ReturnPublic)
-def get_return(ret: ReturnDep, session: SessionDep) -> ReturnPublic:
+def get_return(ret: ReturnDep, session: SessionDep, principal: PrincipalDep) -> ReturnPublic:
     """A return with its items, photos, grade, decision, refund and next actions."""
-    return public.return_public(session=session, ret=ret)
+    return public.return_public(session=session, ret=ret, for_customer=principal.role == "customer")
 
 
 @router.post("/returns/{return_id}/submit", response_model=ReturnPublic)
@@ -93,7 +96,7 @@ def submit(
     """Runs eligibility, fraud signals and the decision; approved returns get a label."""
     require(principal, "customer", "integration")
     ret = service.submit(session=session, ret=ret, policy=policy, actor=principal.actor)
-    return public.return_public(session=session, ret=ret)
+    return public.return_public(session=session, ret=ret, for_customer=principal.role == "customer")
 
 
 @router.post("/returns/{return_id}/decision", response_model=ReturnPublic)
