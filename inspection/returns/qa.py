@@ -221,6 +221,8 @@ def add_label(
             f"unknown grade {grade!r}", hint=f"use one of: {', '.join(GRADES)}", code="bad_grade"
         )
     reason = reason.strip()
+    if "\x00" in reason:
+        raise InvalidInput("the reason contains a NUL character", hint="send plain text")
     if not reason or len(reason) > MAX_REASON:
         raise InvalidInput(
             f"a relabel needs a reason of 1 to {MAX_REASON} characters",

@@ -91,6 +91,7 @@ def test_relabel_is_audited_and_exported(client: TestClient, seed: Seeder) -> No
         ({"photo_id": 1, "grade": "mint", "reason": "no such grade"}, 422, "invalid_input"),
         ({"photo_id": 1, "grade": "reject"}, 422, "invalid_input"),
         ({"photo_id": 1, "grade": "reject", "reason": "ok", "extra": 1}, 422, "invalid_input"),
+        ({"photo_id": 1, "grade": "reject", "reason": "nul \u0000 byte"}, 422, "invalid_input"),
     ],
 )
 def test_bad_relabel_is_a_clear_4xx_and_writes_nothing(
