@@ -76,6 +76,7 @@ def test_register_returns_the_secret_once(client: TestClient) -> None:
         ({"url": "https://m.example/h", "events": ["return.teleported"]}, "unknown_event_type"),
         ({"url": "https://m.example/h", "events": []}, "invalid_input"),
         ({"url": "https://m.example/h", "secret": "short"}, "invalid_input"),
+        ({"url": "https://m.example/h", "secret": "sixteen-chars-\u0000-nul"}, "invalid_input"),
         ({"url": "https://m.example/" + "x" * 2100}, "invalid_input"),
     ],
 )

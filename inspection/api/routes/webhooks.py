@@ -35,7 +35,8 @@ class WebhookCreate(BaseModel):
         default=None,
         min_length=16,
         max_length=256,
-        description="signing secret; generated when omitted",
+        pattern=r"^[\x21-\x7e]+$",  # visible ASCII: it travels in config files and env vars
+        description="signing secret (visible ASCII); generated when omitted",
     )
 
 
