@@ -167,6 +167,25 @@ def _claim_outcome(*, session: Session, ret: Return) -> str | None:
     return row.outcome if row else None
 
 
+def _retry(*, session: Session, refund: Refund, actor: str) -> Refund:
+    """Marks a failed (or stale pending) refund pending again for one more attempt; commits."""
+    before = refund.status
+    refund.status = "pending"
+    refund.attempts += 1
+    refund.updated_at = utcnow()
+    session.add(refund)
+    record_event(
+        session=session,
+        return_id=refund.return_id,
+        actor=actor,
+        action="refund.retried",
+        before={"status": before},
+        after={"refund_id": refund.id, "attempt": refund.attempts},
+    )
+    session.commit()
+    return refund
+
+
 def _reserve(
     *, engine: Engine, return_id: int, key: str, policy: Policy, adapter: str, actor: str
 ) -> tuple[Refund, bool, bool]:
@@ -185,20 +204,7 @@ def _reserve(
             stale = existing.status == "pending" and utcnow() - existing.updated_at > STALE_PENDING
             if existing.status == "paid" or (existing.status == "pending" and not stale):
                 return existing, False, False
-            existing.status = "pending"
-            existing.attempts += 1
-            existing.updated_at = utcnow()
-            session.add(existing)
-            record_event(
-                session=session,
-                return_id=ret.id,
-                actor=actor,
-                action="refund.retried",
-                before={"status": "failed"},
-                after={"refund_id": existing.id, "attempt": existing.attempts},
-            )
-            session.commit()
-            return existing, False, True
+            return _retry(session=session, refund=existing, actor=actor), False, True
         live = session.exec(
             select(Refund).where(
                 Refund.return_id == return_id, col(Refund.status).in_(("pending", "paid"))
@@ -207,6 +213,15 @@ def _reserve(
         if live is not None:
             # Another key for a return already being paid: answer with that refund, pay nothing.
             return live, False, False
+        failed = session.exec(
+            select(Refund)
+            .where(Refund.return_id == return_id, Refund.status == "failed")
+            .order_by(col(Refund.id).desc())
+        ).first()
+        if failed is not None:
+            # A failed call may still have reached the merchant (a timeout says nothing); paying
+            # under a new key could pay twice, so the failed refund is retried with its own key.
+            return _retry(session=session, refund=failed, actor=actor), False, True
         instant = (
             ret.status in INSTANT_REFUND_STATUSES
             and _claim_outcome(session=session, ret=ret) == "approve_refund"

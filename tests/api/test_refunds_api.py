@@ -328,3 +328,22 @@ def test_fresh_pending_refund_is_not_paid_again(api_client: TestClient) -> None:
 
     assert response.status_code == 200 and response.json()["status"] == "pending"
     assert _events(api_client, ret["id"], "refund.released") == []
+
+
+def test_new_key_after_a_failed_payment_retries_the_same_refund(
+    webhook_client: TestClient, receiver: PaymentReceiver
+) -> None:
+    ret, _ = return_in_status(webhook_client, "inspected")
+    receiver.fail_next = 1
+    url = f"/v1/returns/{ret['id']}/refund"
+
+    failed = webhook_client.post(url, headers={**STATION, "Idempotency-Key": "first-try"})
+    retried = webhook_client.post(url, headers={**STATION, "Idempotency-Key": "second-try"})
+
+    assert failed.json()["status"] == "failed"
+    assert retried.status_code == 200 and retried.json()["status"] == "paid"
+    assert retried.json()["id"] == failed.json()["id"]
+    # The merchant saw one key for this return, however many the client used.
+    assert {c["headers"].get("Idempotency-Key") for c in receiver.calls} == {"first-try"}
+    assert len(receiver.successful()) == 1
+    assert len(_refund_rows(webhook_client, ret["id"])) == 1
