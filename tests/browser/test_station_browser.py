@@ -21,9 +21,10 @@ def _shot(page: Any, name: str) -> None:
     stretched to the content's height for the picture and put back after."""
     _wait_idle(page)
     height = page.evaluate(
-        """() => Math.max(...[...document.querySelectorAll(
-            '[data-testid="stMain"], [data-testid="stMainBlockContainer"], section')]
-            .map(e => e.scrollHeight), document.body.scrollHeight)"""
+        """() => {
+            const block = document.querySelector('[data-testid="stMainBlockContainer"]');
+            return block ? block.getBoundingClientRect().top + block.scrollHeight + 80 : 0;
+        }"""
     )
     size = page.viewport_size
     page.set_viewport_size({"width": size["width"], "height": min(max(height, 900), 8000)})

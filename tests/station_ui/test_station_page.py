@@ -185,7 +185,7 @@ def test_reused_customer_photo_shows_fraud_evidence(
             headers={"Authorization": f"Bearer {token}"},
         ).raise_for_status()
         returns.append(seeder.submit(ret["id"], token))
-    second = returns[1]
+    second = seeder.get_return(returns[1]["id"])  # customers never see the fraud evidence
     codes = {s["reason_code"] for s in second["decision"]["fraud_signals"]}
     assert "photo_reuse" in codes, second["decision"]
 
