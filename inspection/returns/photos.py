@@ -12,7 +12,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from inspection.decisions.types import UnitComparison
-from inspection.errors import Forbidden, InvalidInput, NotFound
+from inspection.errors import Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from inspection.grading.types import IntakePhoto, ItemGrade
 from inspection.returns import facts
 from inspection.returns.audit import record_event
@@ -139,8 +139,15 @@ def add_photos(
     _check_source(ret=ret, source=source, role=role)
     # Blobs first (content-addressed, so a retry after a failed commit rewrites nothing), rows
     # after: a committed row always points at bytes on disk.
-    keys = [blobs.put(intake.data) for intake in intakes]
-    annotated_keys = [blobs.put(data) for data in annotated]
+    try:
+        keys = [blobs.put(intake.data) for intake in intakes]
+        annotated_keys = [blobs.put(data) for data in annotated]
+    except OSError as exc:
+        log.error("blob store write failed: %s", exc)
+        raise ServiceUnavailable(
+            "the photo store cannot save files right now; nothing was recorded",
+            hint="retry in a few minutes; if it persists, tell the operator (disk full?)",
+        ) from exc
     photos: list[Photo] = []
     for intake, grade, key, annotated_key in zip(
         intakes, graded.photos, keys, annotated_keys, strict=True

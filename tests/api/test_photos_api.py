@@ -180,3 +180,24 @@ def test_purge_photos_command_erases_only_expired(
     state = api_client.get(f"/v1/returns/{ret['id']}", headers=STATION).json()
     deleted = {p["id"]: p["deleted"] for p in state["photos"]}
     assert deleted[old_id] is True and sum(deleted.values()) == 1
+
+
+def test_unwritable_photo_store_is_503_and_records_nothing(
+    api_client: TestClient, settings: Settings
+) -> None:
+    import hashlib
+
+    ret, token = open_return(api_client, create_order(api_client))
+    photo = make_photo_bytes(seed=91)
+    blob_dir = Path(settings.storage.blob_dir)
+    blob_dir.mkdir(parents=True, exist_ok=True)
+    # A file where the photo's fan-out directory belongs: the write fails as on a broken disk.
+    (blob_dir / hashlib.sha256(photo).hexdigest()[:2]).write_bytes(b"")
+
+    response = upload_photos(
+        api_client, ret["id"], [photo], source="customer", headers=bearer(token)
+    )
+
+    assert response.status_code == 503, response.text
+    assert "nothing was recorded" in response.json()["error"]["message"]
+    assert _photo_rows(api_client) == (0, 0)
