@@ -107,3 +107,19 @@ def test_refund_key_is_stable_per_return() -> None:
 )
 def test_money_is_formatted_from_integer_cents(cents: int, currency: str, text: str) -> None:
     assert format_money(cents, currency) == text
+
+
+def test_settings_come_from_inspection_ui_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from station_ui.settings import load_settings
+
+    monkeypatch.setenv("INSPECTION_UI_API_URL", "http://api.internal:9000")
+    monkeypatch.setenv("INSPECTION_UI_STATION_KEY", "station-key-from-env")
+    monkeypatch.setenv("INSPECTION_UI_TIMEOUT_SECONDS", "3.5")
+    settings = load_settings()
+    assert settings.api_url == "http://api.internal:9000"
+    assert settings.station_key == "station-key-from-env"
+    assert settings.timeout_seconds == 3.5
+    assert settings.qa_key == "demo-qa-key"
+    monkeypatch.setenv("INSPECTION_UI_TIMEOUT_SECONDS", "0")
+    with pytest.raises(ValueError, match="timeout_seconds"):
+        load_settings()
