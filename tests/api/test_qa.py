@@ -88,6 +88,7 @@ def test_relabel_is_audited_and_exported(client: TestClient, seed: Seeder) -> No
     ("body", "status", "code"),
     [
         ({"photo_id": 987654, "grade": "reject", "reason": "not there"}, 404, "not_found"),
+        ({"photo_id": 2**31, "grade": "reject", "reason": "past INTEGER"}, 422, "invalid_input"),
         ({"photo_id": 1, "grade": "mint", "reason": "no such grade"}, 422, "invalid_input"),
         ({"photo_id": 1, "grade": "reject"}, 422, "invalid_input"),
         ({"photo_id": 1, "grade": "reject", "reason": "ok", "extra": 1}, 422, "invalid_input"),

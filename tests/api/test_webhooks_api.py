@@ -134,6 +134,8 @@ def test_dead_letter_is_visible_and_retry_delivers_exactly_once(
     # Retrying a delivery that is not dead is refused; retrying the dead one re-queues it.
     missing = client.post("/v1/webhooks/deliveries/999999/retry", headers=INTEGRATION)
     assert missing.status_code == 404
+    too_big = client.post(f"/v1/webhooks/deliveries/{2**31}/retry", headers=INTEGRATION)
+    assert too_big.status_code == 422  # past PostgreSQL's INTEGER: refused before the database
     retried = client.post(f"/v1/webhooks/deliveries/{row['id']}/retry", headers=INTEGRATION)
     assert retried.status_code == 200, retried.text
     assert retried.json()["status"] == "pending" and retried.json()["attempts"] == 0

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from inspection.api.deps import QaDep, SessionDep
 from inspection.grading.types import GRADES, Grade
 from inspection.returns import qa
+from inspection.returns.schemas import MAX_ID
 from inspection.store.records import QaLabel
 
 router = APIRouter(tags=["qa"])
@@ -41,7 +42,7 @@ class QaQueuePage(BaseModel):
 class LabelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    photo_id: int = Field(ge=1, le=2**62)
+    photo_id: int = Field(ge=1, le=MAX_ID)
     grade: Grade
     reason: str = Field(min_length=3, max_length=1000)
 

@@ -10,6 +10,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
 from inspection.api.deps import Principal, SessionDep, require_roles
 from inspection.returns import outbox
+from inspection.returns.schemas import MAX_ID
 from inspection.store.records import OutboxEvent, WebhookDelivery
 
 router = APIRouter(tags=["webhooks"])
@@ -132,7 +133,7 @@ def list_webhooks(session: SessionDep, _: IntegrationAdminDep) -> WebhooksPage:
 def deactivate_webhook(
     session: SessionDep,
     principal: IntegrationAdminDep,
-    endpoint_id: Annotated[int, Path(ge=1, le=2**62)],
+    endpoint_id: Annotated[int, Path(ge=1, le=MAX_ID)],
 ) -> WebhookPublic:
     """Stops deliveries to an endpoint; its pending deliveries move to the dead-letter queue."""
     endpoint = outbox.deactivate_endpoint(
@@ -158,7 +159,7 @@ def list_deliveries(
 def retry_delivery(
     session: SessionDep,
     principal: IntegrationAdminDep,
-    delivery_id: Annotated[int, Path(ge=1, le=2**62)],
+    delivery_id: Annotated[int, Path(ge=1, le=MAX_ID)],
 ) -> DeliveryPublic:
     """Re-queues a dead delivery for an immediate attempt (409 for any other status)."""
     delivery, event = outbox.retry_delivery(
