@@ -166,9 +166,22 @@ def hamming(a: str, b: str) -> int:
         return 64
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(a @ b / denom) if denom > 0 else 0.0
+def _similarities(mine: list[float] | None, others: list[list[float] | None]) -> dict[int, float]:
+    """Cosine similarity of `mine` to each comparable embedding in `others`, by index.
+
+    One matrix product instead of a loop: the candidate set is every other return's photo.
+    """
+    if not mine:
+        return {}
+    indexes = [i for i, e in enumerate(others) if e and len(e) == len(mine)]
+    if not indexes:
+        return {}
+    matrix = np.asarray([others[i] for i in indexes], dtype=np.float32)
+    vector = np.asarray(mine, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(vector))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sims = np.where(norms > 0, matrix @ vector / norms, 0.0)
+    return {i: round(float(v), 6) for i, v in zip(indexes, sims, strict=True)}
 
 
 def photo_matches(
@@ -187,12 +200,12 @@ def photo_matches(
     ).all()
     matches: list[PhotoMatch] = []
     for photo in photos:
-        mine = np.asarray(photo.embedding, dtype=np.float32) if photo.embedding else None
-        for other_id, other_return, other_phash, other_embedding, other_customer in candidates:
+        similarities = _similarities(photo.embedding, [c[3] for c in candidates])
+        for index, (other_id, other_return, other_phash, _, other_customer) in enumerate(
+            candidates
+        ):
             distance = hamming(photo.phash, other_phash)
-            similarity = None
-            if mine is not None and other_embedding and len(other_embedding) == len(mine):
-                similarity = _cosine(mine, np.asarray(other_embedding, dtype=np.float32))
+            similarity = similarities.get(index)
             if distance <= PHASH_SEARCH_RADIUS or (
                 similarity is not None and similarity >= min_similarity
             ):
