@@ -12,7 +12,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import SimpleNamespace
@@ -62,6 +62,7 @@ class Receiver:
     processed: dict[str, int] = field(default_factory=dict)  # times each event's effect ran
     duplicates: int = 0  # resends of an already processed event, answered 200 and ignored
     bad_signatures: int = 0
+    on_request: Callable[[str], None] | None = None  # runs while the sender waits for us
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
 
@@ -74,6 +75,8 @@ class Receiver:
             signature=headers["X-Inspection-Signature"],
             tolerance_seconds=None,  # tests move the sender's clock forward
         )
+        if self.on_request is not None:
+            self.on_request(event_id)
         with self.lock:
             self.requests.append({"headers": headers, "body": body})
             if not ok:
@@ -466,4 +469,33 @@ def test_one_slow_endpoint_does_not_fail_the_others(
         silent.close()
     statuses = sorted((r.endpoint_id, r.status) for r in _deliveries(engine))
     assert statuses == [(1, "pending"), (2, "delivered")]
+    assert receiver.processed == {event_id: 1}
+
+
+def test_no_database_transaction_is_held_while_posting(
+    engine: Engine, settings: Settings, receiver: Receiver
+) -> None:
+    # While the sender waits for the receiver, another connection sees the committed claim and
+    # can write: the HTTP call happens outside any transaction (a held SQLite write lock would
+    # block this write until the sender's timeout and fail the delivery).
+    settings.webhook = settings.webhook.model_copy(update={"timeout_seconds": 3.0})
+    seen: list[str] = []
+
+    def merchant_side_effect(event_id: str) -> None:
+        with Session(engine) as session:
+            row = session.exec(select(WebhookDelivery)).one()
+            seen.append(row.status)
+            endpoint = session.get(WebhookEndpoint, row.endpoint_id)
+            assert endpoint is not None
+            endpoint.created_by = f"touched-by-{event_id[:8]}"
+            session.add(endpoint)
+            session.commit()
+
+    receiver.on_request = merchant_side_effect
+    _endpoint(engine, receiver.url)
+    event_id = _enqueue(engine)
+    assert deliver_due(engine=engine, settings=settings) == 1
+    assert seen == ["sending"]
+    [row] = _deliveries(engine)
+    assert row.status == "delivered"
     assert receiver.processed == {event_id: 1}
