@@ -3,8 +3,10 @@ opening a return needs the right order number and e-mail pair."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
+from inspection.settings import Settings
 from tests.fixtures.database import (
     ADMIN,
     QA,
@@ -154,3 +156,24 @@ def test_list_filters_by_creation_time_and_refuses_naive_times(api_client: TestC
     assert inside.status_code == 200 and inside.json()["count"] == 1
     assert naive.status_code == 422
     assert naive.json()["error"]["details"]["fields"][0]["field"] == "created_from"
+
+
+def test_database_api_key_from_cli_authenticates_with_its_role(
+    api_client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from inspection import cli
+
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    result = CliRunner().invoke(cli.app, ["create-api-key", "--role", "qa", "--name", "qa desk"])
+    assert result.exit_code == 0, result.output
+    key = result.output.strip().splitlines()[-1]
+
+    listing = api_client.get("/v1/returns", headers={"X-API-Key": key})
+    refund = api_client.post("/v1/returns/1/refund", headers={"X-API-Key": key})
+    bad_role = CliRunner().invoke(cli.app, ["create-api-key", "--role", "boss", "--name", "x"])
+
+    assert listing.status_code == 200
+    assert refund.status_code == 403  # qa may not release money
+    assert bad_role.exit_code == 2 and "unknown role" in bad_role.output
