@@ -130,14 +130,16 @@ class Seeder:
             self.http.post("/v1/orders", json=body, headers={"X-API-Key": INTEGRATION_KEY})
         )
 
-    def open_return(self, order: JSON, *, reason_code: str = "defective") -> tuple[JSON, str]:
-        """Opens a return of the order's first line as its customer; returns it and the token."""
+    def open_return(
+        self, order: JSON, *, reason_code: str = "defective", line: int = 0
+    ) -> tuple[JSON, str]:
+        """Opens a return of one of the order's lines as its customer; returns it and the token."""
         body = {
             "order_number": order["order_number"],
             "email": order["customer"]["email"],
             "items": [
                 {
-                    "order_line_id": order["lines"][0]["id"],
+                    "order_line_id": order["lines"][line]["id"],
                     "reason_code": reason_code,
                     "reason_text": "screen cracked when I unpacked it",
                 }

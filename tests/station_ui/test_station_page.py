@@ -211,3 +211,19 @@ def test_station_camera_photo_is_graded(
     assert "1 station photo(s) graded" in page_text(at)
     photos = seeder.get_return(ret["id"])["photos"]
     assert [p["source"] for p in photos].count("station") == 1
+
+
+def test_order_number_with_two_returns_offers_a_choice(
+    seeder: Seeder, new_station_app: Callable[[], AppTest]
+) -> None:
+    order = seeder.order(lines=2)
+    first, _ = seeder.open_return(order, line=0)
+    second, _ = seeder.open_return(order, line=1)
+    at = _scan(new_station_app().run(), order["order_number"])
+    assert_no_errors(at)
+    assert "2 returns match; pick one:" in page_text(at)
+    at.button(key=f"pick_{second['id']}").click().run()
+    assert_no_errors(at)
+    text = page_text(at)
+    assert second["rma"] in text and first["rma"] not in text
+    assert "Status: **Return requested**" in text
