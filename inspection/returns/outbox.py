@@ -3,7 +3,8 @@
 `enqueue_event` runs in the caller's transaction and creates one `WebhookDelivery` per active
 endpoint subscribed to the event type, so an event and its deliveries commit (or roll back)
 together with the change. Fan-out at enqueue time means an endpoint receives the events created
-after it was registered, never a backlog from before.
+after it was registered, never a backlog from before. The same module manages endpoints
+(register, deactivate) and deliveries (list, retry) for the webhooks API.
 """
 
 from __future__ import annotations

@@ -5,14 +5,16 @@ database transaction:
 1. claim: due rows move `pending -> sending` with a fresh claim token, atomically (PostgreSQL
    selects with `FOR UPDATE SKIP LOCKED`; both databases then update only rows still `pending`,
    so two workers never claim the same delivery);
-2. send: POST `{id, type, created_at, data}` with the event id, timestamp and HMAC signature;
+2. send: POST `{id, type, created_at, data}` with the event id, timestamp and HMAC signature
+   (a few deliveries at a time, so one endpoint hanging until the timeout stalls no others);
 3. record: a 2xx marks the delivery `delivered`; anything else counts an attempt and schedules
    the next one with exponential backoff and jitter, or marks it `dead` after `max_attempts`.
    The record step only touches rows still holding this pass's claim token.
 
 Delivery is at least once: a crash between a receiver's 2xx and step 3 resends later, so
 receivers deduplicate on `X-Inspection-Event-Id`. The sender never marks a delivery delivered
-without a 2xx.
+without a 2xx. Events of one return may arrive out of order (retries); order by `created_at`.
+A claim left `sending` by a crashed worker is taken over once it is older than a few timeouts.
 """
 
 from __future__ import annotations
