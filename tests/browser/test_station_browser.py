@@ -28,6 +28,11 @@ def _shot(page: Any, name: str) -> None:
     )
     size = page.viewport_size
     page.set_viewport_size({"width": size["width"], "height": min(max(height, 900), 8000)})
+    # Streamlit draws skeletons while elements (re)mount and images stream in: wait them out.
+    page.wait_for_function(
+        """() => !document.querySelector('[data-testid="stSkeleton"]')
+            && [...document.images].every(i => i.complete && i.naturalWidth > 0)"""
+    )
     page.wait_for_timeout(400)  # let the re-layout settle before the picture
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     page.set_viewport_size(size)
