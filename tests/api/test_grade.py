@@ -151,3 +151,34 @@ def test_without_models_grading_answers_503_with_a_hint(
         )
     assert response.status_code == 503
     assert "INSPECTION_MODEL_DIR" in response.json()["error"]["hint"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content_type", "expected"),
+    [
+        ("PNG", "image/png", "PNG"),
+        ("WEBP", "image/webp", "WEBP"),
+        ("HEIF", "image/heic", "HEIF"),
+        ("JPEG", "application/octet-stream", "JPEG"),
+    ],
+)
+def test_every_accepted_format_grades_over_http(
+    client: TestClient, fmt: str, content_type: str, expected: str
+) -> None:
+    # Small enough for the 64 KiB limit of this module even as a lossless PNG.
+    data = make_photo_bytes(fmt=fmt, width=160, height=120, seed=8, quality=60)
+    response = client.post(
+        "/v1/grade", headers=STATION, files=_files((f"p.{fmt.lower()}", data, content_type))
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["item"]["photos"][0]["facts"]["format"] == expected
+
+
+def test_rotated_phone_photo_is_graded_upright(client: TestClient, rotated_jpeg: bytes) -> None:
+    response = client.post(
+        "/v1/grade", headers=STATION, files=_files(("sideways.jpg", rotated_jpeg, "image/jpeg"))
+    )
+    assert response.status_code == 200, response.text
+    facts = response.json()["item"]["photos"][0]["facts"]
+    assert (facts["width"], facts["height"]) == (800, 600)
+    assert facts["exif"]["orientation"] == 6
