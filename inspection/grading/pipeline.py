@@ -15,11 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from inspection.errors import InspectionError, InvalidInput, PhotoRejected, ServiceUnavailable
 from inspection.grading.aggregate import combine_photo_grades
 from inspection.grading.explain import annotate_photo, heatmap_overlay, occlusion_heatmap
 from inspection.grading.intake import intake_photo
-from inspection.grading.predictors import OnnxDefectDetector, OnnxGrader
+from inspection.grading.predictors import GraderResult, OnnxDefectDetector, OnnxGrader
 from inspection.grading.quality import assess_quality
 from inspection.grading.types import (
     Defect,
@@ -222,11 +224,16 @@ class GradingPipeline:
             )
             per_photo_ms[i] += (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
-        grader_results = []
-        step = self.settings.model.max_batch
         images = [p.image for p in photos]
-        for i in range(0, len(images), step):
-            grader_results.extend(models.grader.predict_batch(images[i : i + step]))
+        try:
+            grader_results = self._run_grader(models, images)
+        except ServiceUnavailable:
+            # A reload closed the grader this call picked up; the new one takes the photos.
+            current = self._models
+            if current is None or current is models:
+                raise
+            models = current
+            grader_results = self._run_grader(models, images)
         grader_share = (time.perf_counter() - t0) * 1000 / len(photos)
         defects: list[list[Defect]] = []
         for i, photo in enumerate(photos):
@@ -271,6 +278,13 @@ class GradingPipeline:
             extra={"ctx_reason_codes": item.reason_codes, "ctx_category": category},
         )
         return item
+
+    def _run_grader(self, models: LoadedModels, images: list[np.ndarray]) -> list[GraderResult]:
+        step = self.settings.model.max_batch
+        results: list[GraderResult] = []
+        for i in range(0, len(images), step):
+            results.extend(models.grader.predict_batch(images[i : i + step]))
+        return results
 
     def annotate(self, *, photo: IntakePhoto, grade: PhotoGrade) -> bytes:
         """The photo with defect boxes, labels and the grade banner, as PNG bytes."""

@@ -243,3 +243,20 @@ def test_intake_many_keeps_the_upload_order(grading_pipeline: GradingPipeline) -
     )
     assert [p.data for p in photos] == datas
     assert [p.facts.width for p in photos] == [320 + 16 * s for s in range(5)]
+
+
+def test_grading_carries_on_through_reloads(models_dir: Path) -> None:
+    pipeline = GradingPipeline.from_settings(
+        settings=settings_for(models_dir, max_batch=8, batch_wait_ms=2.0)
+    )
+    photos = _photos(pipeline, 2)
+    expected = pipeline.grade_photos(photos=photos, category=None).grade
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [
+            pool.submit(pipeline.grade_photos, photos=photos, category=None) for _ in range(16)
+        ]
+        for _ in range(3):
+            pipeline.reload()
+        grades = [f.result().grade for f in futures]  # none failed with a 503
+    assert grades == [expected] * 16
+    pipeline.close()
