@@ -310,24 +310,36 @@ def confusion_matrix(
         verdicts = verdicts.where(col(Inspection.created_at) >= since)
     if until is not None:
         verdicts = verdicts.where(col(Inspection.created_at) < until)
-    for verdict in session.exec(verdicts).all():
+    verdict_rows = list(session.exec(verdicts.order_by(col(Inspection.id))).all())
+    overridden = sorted({v.return_id for v in verdict_rows if v.decided_by == "inspector"})
+    # The station grades of the overridden returns, in one query rather than one per verdict.
+    station_rows = (
+        session.exec(
+            select(Inspection)
+            .where(
+                col(Inspection.return_id).in_(overridden),
+                Inspection.scope == "item",
+                Inspection.source == "station",
+            )
+            .order_by(col(Inspection.id))
+        ).all()
+        if overridden
+        else []
+    )
+    for verdict in verdict_rows:
         if verdict.decided_by != "inspector":
             pairs.append((verdict.grade, verdict.grade))
             continue
-        replaced = session.exec(
-            select(Inspection.grade)
-            .where(
-                Inspection.return_id == verdict.return_id,
-                Inspection.scope == "item",
-                Inspection.source == "station",
-                col(Inspection.id) < (verdict.id or 0),
-                (col(Inspection.return_item_id) == verdict.return_item_id)
-                | col(Inspection.return_item_id).is_(None),
-            )
-            .order_by(col(Inspection.id).desc())
-        ).first()
-        if replaced is not None:
-            pairs.append((verdict.grade, replaced))
+        # The newest station grade of the same item (or of the whole return) before the verdict.
+        replaced = [
+            row.grade
+            for row in station_rows
+            if row.return_id == verdict.return_id
+            and (row.id or 0) < (verdict.id or 0)
+            and row.return_item_id in (verdict.return_item_id, None)
+        ]
+        if replaced:
+            pairs.append((verdict.grade, replaced[-1]))
 
     count = 0
     for human, model in pairs:
