@@ -116,7 +116,8 @@ class SlowPaymentService(Receiver):
 
 @pytest.fixture
 def payment_service() -> Iterator[SlowPaymentService]:
-    service = SlowPaymentService(free_port()).start()
+    service = SlowPaymentService(free_port())
+    service.start()
     yield service
     service.release.set()
     service.stop()
@@ -376,7 +377,9 @@ class WebhookReceiver(Receiver):
 
 
 def _deliveries(client: httpx.Client, status: str | None = None) -> list[dict[str, Any]]:
-    params = {"limit": 500, **({"status": status} if status else {})}
+    params: dict[str, str | int] = {"limit": 500}
+    if status:
+        params["status"] = status
     response = client.get("/v1/webhooks/deliveries", params=params, headers=INTEGRATION)
     assert response.status_code == 200, response.text
     return list(response.json()["data"])
