@@ -70,6 +70,8 @@ MAX_ASPECT_RATIO = 25.0
 # 4000 px decodes at 1/4 (1000 px) instead of 1/2 (2000 px), four times less work.
 DRAFT_TOLERANCE = 0.75
 SUPPORTED_HINT = "send a JPEG, PNG, WebP or HEIC photo"
+# Client file names are echoed in messages; a hostile one must not bloat or garble them.
+MAX_NAME_CHARS = 80
 EXIF_DATETIME = "%Y:%m:%d %H:%M:%S"
 TAG_ORIENTATION = 0x0112
 TAG_MAKE = 0x010F
@@ -105,7 +107,7 @@ def intake_photo(
         >>> photo.image.shape[2], photo.facts.format
         (3, 'JPEG')
     """
-    name = filename or "the photo"
+    name = display_name(filename)
     if not data:
         raise PhotoRejected(
             f"{name} is empty (0 bytes)",
@@ -163,6 +165,16 @@ def intake_photo(
         exif=exif,
     )
     return IntakePhoto(data=data, facts=facts, image=pixels)
+
+
+def display_name(filename: str | None) -> str:
+    """The client's file name as it may appear in a message: printable, at most 80 characters."""
+    if not filename:
+        return "the photo"
+    printable = "".join(ch for ch in filename if ch.isprintable()).strip()
+    if not printable:
+        return "the photo"
+    return printable if len(printable) <= MAX_NAME_CHARS else printable[: MAX_NAME_CHARS - 1] + "…"
 
 
 def _check_type(*, data: bytes, content_type: str | None, name: str) -> str:

@@ -263,3 +263,16 @@ def test_random_bytes_never_crash(data: bytes, content_type: str | None) -> None
         _intake(data, content_type)
     except PhotoRejected as error:
         assert 400 <= error.status_code < 500
+
+
+def test_file_names_in_messages_are_tamed() -> None:
+    from inspection.grading.intake import display_name
+
+    assert display_name(None) == "the photo"
+    assert display_name("\x00\x1b[31m") == "[31m"
+    assert display_name("\n\t") == "the photo"
+    long = display_name("a" * 500 + ".jpg")
+    assert len(long) == 80 and long.endswith("…")
+    with pytest.raises(PhotoRejected) as caught:
+        intake_photo(data=b"", content_type=None, filename="x" * 10_000, settings=SETTINGS)
+    assert len(caught.value.message) < 200

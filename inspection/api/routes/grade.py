@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from inspection.api.deps import AdminDep, StaffDep
 from inspection.errors import InvalidInput, PhotoTooLarge, ServiceUnavailable
+from inspection.grading.intake import display_name
 from inspection.grading.pipeline import GradingPipeline, Upload
 from inspection.grading.types import ItemGrade
 
@@ -50,7 +51,8 @@ async def read_upload(file: UploadFile, *, index: int, max_bytes: int) -> Upload
         size += len(chunk)
         if size > max_bytes:
             raise PhotoTooLarge(
-                f"photo {index} ({file.filename}) is over the {max_bytes / 1e6:.1f} MB limit",
+                f"photo {index} ({display_name(file.filename)}) is over the "
+                f"{max_bytes / 1e6:.1f} MB limit",
                 hint="send the photo at a smaller size or higher compression",
                 details={"file_index": index, "filename": file.filename, "max_bytes": max_bytes},
             )
