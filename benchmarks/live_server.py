@@ -96,6 +96,10 @@ class LiveServer:
                 "--log-level",
                 "warning",
                 "--no-access-log",
+                # Clients under load reuse idle connections; uvicorn's 5 s default closes them
+                # while a request may be on its way (a client-side ReadError, not a server fault).
+                "--timeout-keep-alive",
+                "75",
             ],
             cwd=REPO,
             env=self.environment(),
