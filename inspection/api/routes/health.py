@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from inspection.store.db import ping
@@ -36,7 +36,11 @@ def readyz(request: Request) -> JSONResponse:
     return JSONResponse(status_code=200 if database_ok and models_ok else 503, content=body)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def metrics() -> Response:
     """Prometheus metrics of this process."""
     return Response(content=generate_latest(), media_type=CONTENT_TYPE_LATEST)

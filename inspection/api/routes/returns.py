@@ -63,7 +63,7 @@ def list_returns(
     created_from: Annotated[AwareDatetime | None, Query(description="ISO-8601 with zone")] = None,
     created_to: Annotated[AwareDatetime | None, Query(description="ISO-8601 with zone")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> ReturnsPage:
     """Returns matching the filters, newest first (the station scans an RMA or order number)."""
     rows, total = service.list_returns(
