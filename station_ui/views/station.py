@@ -125,7 +125,9 @@ def _on_pick(return_id: int) -> None:
     st.session_state.pop(K_CANDIDATES, None)
 
 
-def _on_upload(return_id: int) -> None:
+def _on_upload(return_id: int, only_item_id: int | None) -> None:
+    # One item: the photos are of it. Several: the inspector said which one.
+    item_id = only_item_id if only_item_id is not None else st.session_state.get("station_item")
     photos: list[tuple[str, bytes, str]] = []
     for uploaded in st.session_state.get("station_files") or []:
         photos.append((uploaded.name, uploaded.getvalue(), uploaded.type or "image/jpeg"))
@@ -141,7 +143,9 @@ def _on_upload(return_id: int) -> None:
     api = station_api()
     result = _run_action(
         "grade the station photos",
-        lambda: api.upload_photos(return_id, photos=photos, source="station"),
+        lambda: api.upload_photos(
+            return_id, photos=photos, source="station", return_item_id=item_id
+        ),
         f"{len(photos)} station photo(s) graded",
     )
     if result is not None:
@@ -303,7 +307,17 @@ def _draw_capture(ret: JSON) -> None:
     st.markdown("#### Photograph the item")
     # Outside the form: a toggle inside a form would only take effect on submit.
     use_camera = st.toggle("Use the station camera", key="station_use_camera")
+    items = ret.get("items") or []
+    only_item_id = int(items[0]["id"]) if len(items) == 1 else None
     with st.form("station_photos", clear_on_submit=True):
+        if len(items) > 1:
+            names = {int(i["id"]): f"{i.get('name')} ({i.get('sku')})" for i in items}
+            st.selectbox(
+                "Item in the photos",
+                [int(i["id"]) for i in items],
+                format_func=lambda item_id: names[item_id],
+                key="station_item",
+            )
         if use_camera:
             st.camera_input("Station camera", key="station_camera")
         st.file_uploader(
@@ -313,7 +327,10 @@ def _draw_capture(ret: JSON) -> None:
             key="station_files",
         )
         st.form_submit_button(
-            "Grade station photos", type="primary", on_click=_on_upload, args=(return_id,)
+            "Grade station photos",
+            type="primary",
+            on_click=_on_upload,
+            args=(return_id, only_item_id),
         )
 
 

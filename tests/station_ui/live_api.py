@@ -210,7 +210,8 @@ class Seeder:
         """A label_sent return photographed at the station and received: item_received."""
         ret = self.label_sent_return()
         files = [("files", ("station.jpg", station_photo(), "image/jpeg"))]
-        self.station_step(ret["id"], "photos", files=files, data={"source": "station"})
+        data = {"source": "station", "return_item_id": str(ret["items"][0]["id"])}
+        self.station_step(ret["id"], "photos", files=files, data=data)
         ret = self.station_step(ret["id"], "receive")
         assert ret["status"] == "item_received", ret
         return ret

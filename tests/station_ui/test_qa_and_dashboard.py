@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 from streamlit.testing.v1 import AppTest
@@ -12,20 +13,19 @@ from tests.station_ui.live_api import QA_KEY, Seeder
 from tests.station_ui.ui_steps import assert_no_errors, click_in_form, page_text
 
 
-def _overridden_return(seeder: Seeder) -> dict:
-    """A return whose inspector overrode the grade: it lands in the QA queue."""
+def _overridden_return(seeder: Seeder) -> tuple[dict[str, Any], str]:
+    """A return whose inspector overrode the grade (it lands in the QA queue), and that grade."""
     ret = seeder.received_return()
     model_grade = seeder.get_return(ret["id"])["item_grade"]["grade"]
     other = "reject" if model_grade != "reject" else "resell"
-    return seeder.station_step(
-        ret["id"], "inspection", json={"grade": other, "reason": "hinge cracked"}
-    )
+    body = {"grade": other, "reason": "hinge cracked"}
+    return seeder.station_step(ret["id"], "inspection", json=body), other
 
 
 def test_qa_queue_ranked_relabel_confusion_and_export(
     seeder: Seeder, new_station_app: Callable[[], AppTest]
 ) -> None:
-    ret = _overridden_return(seeder)
+    ret, override = _overridden_return(seeder)
     at = new_station_app().run()
     at.switch_page("views/qa.py").run()
     assert_no_errors(at)
@@ -36,6 +36,9 @@ def test_qa_queue_ranked_relabel_confusion_and_export(
     ).json()["data"]
     ours = [e for e in queue if e["return_id"] == ret["id"]]
     assert ours, "the override must put the return's photos in the QA queue"
+    overridden = [e for e in ours if e["source"] == "station"]
+    assert overridden and overridden[0]["human_grade"] == override, overridden
+    assert "inspector_override" in overridden[0]["reasons"]
     titles = [x.label for x in at.expander if str(x.label).startswith("#")]
     assert len(titles) == len(queue)
     shown = [float(t.rsplit("mistakenness ", 1)[1]) for t in titles]
