@@ -11,7 +11,9 @@ import io
 import logging
 import math
 import struct
+import sys
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import cv2
@@ -126,10 +128,10 @@ def intake_photo(
         # Pillow warns (then errors) on huge canvases; both mean a decompression bomb here.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data), formats=[fmt])
+            image = _pillow_open()(io.BytesIO(data), formats=[fmt])
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise _too_many_pixels(name, None, settings) from exc
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, ImportError) as exc:
             raise PhotoRejected(
                 f"{name} looks like {fmt} but its header cannot be read",
                 hint=f"the file is damaged: export it again from the camera; {SUPPORTED_HINT}",
@@ -165,6 +167,20 @@ def intake_photo(
         exif=exif,
     )
     return IntakePhoto(data=data, facts=facts, image=pixels)
+
+
+def _pillow_open() -> Callable[..., Image.Image]:
+    """Pillow's own Image.open, even where a library replaced it process-wide.
+
+    ultralytics (imported by training and tests, never by the service) wraps Image.open so an
+    unreadable file triggers a pip install of a HEIF plugin; intake must just refuse the file.
+    """
+    opener = Image.open
+    if getattr(opener, "__module__", "PIL.Image") != "PIL.Image":
+        original = getattr(sys.modules.get(opener.__module__), "_image_open", None)
+        if callable(original):
+            return original
+    return opener
 
 
 def display_name(filename: str | None) -> str:

@@ -276,3 +276,14 @@ def test_file_names_in_messages_are_tamed() -> None:
     with pytest.raises(PhotoRejected) as caught:
         intake_photo(data=b"", content_type=None, filename="x" * 10_000, settings=SETTINGS)
     assert len(caught.value.message) < 200
+
+
+def test_refusals_survive_ultralytics_patching_pillow() -> None:
+    # ultralytics replaces PIL.Image.open process-wide (training and tests import it): an
+    # unreadable file must still be a PhotoRejected, not an attempted pip install.
+    pytest.importorskip("ultralytics.utils.patches", reason="training extra not installed")
+    assert Image.open.__module__ != "PIL.Image"
+    broken_png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # PNG magic, no readable header
+    with pytest.raises(PhotoRejected) as caught:
+        _intake(broken_png, "image/png")
+    assert caught.value.details["reason"] == "corrupt_header"
