@@ -25,7 +25,9 @@ def _shot(page: Any, name: str) -> None:
     height = page.evaluate(
         """() => {
             const block = document.querySelector('[data-testid="stMainBlockContainer"]');
-            return block ? block.getBoundingClientRect().top + block.scrollHeight + 80 : 0;
+            const main = document.querySelector('[data-testid="stMain"]');
+            const bottom = block ? block.getBoundingClientRect().top + block.scrollHeight : 0;
+            return Math.max(bottom + 80, main ? main.scrollHeight : 0);
         }"""
     )
     size = page.viewport_size
