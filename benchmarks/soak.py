@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -230,6 +232,35 @@ class Soak:
         await asyncio.gather(*[self.client_loop(deadline) for _ in range(concurrency)])
 
 
+def server_log_errors(path: Path) -> Counter[str]:
+    """What the server logged as errors, by message and exception (its last traceback line)."""
+    found: Counter[str] = Counter()
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("level") not in ("error", "critical"):
+            continue
+        message = str(record.get("msg", ""))
+        exc = str(record.get("exc", "")).strip().splitlines()
+        # The driver's own line ("sqlite3.OperationalError: database is locked") says most;
+        # SQLAlchemy's trailer lines ([SQL: ...], (Background ...)) do not.
+        causes = [ln.strip() for ln in exc if "Error:" in ln and not ln.startswith((" ", "["))]
+        cause = causes[0] if causes else (exc[-1] if exc else "")
+        # Incident ids differ per request; the route and the exception say what went wrong.
+        where = message.split(" on ", 1)[-1] if " on " in message else message
+        where = re.sub(r"/\d+", "/{id}", where)
+        found[f"{where}: {cause[:160]}"] += 1
+    return found
+
+
 def run(*, minutes: float, concurrency: int) -> tuple[str, bool]:
     """Runs the soak; returns the markdown and whether it passed."""
     random.seed(0)
@@ -266,6 +297,7 @@ def run(*, minutes: float, concurrency: int) -> tuple[str, bool]:
             stop.set()
             sampler.join(10)
             elapsed = time.monotonic() - started
+        server_errors = server_log_errors(server.log_path)
     finally:
         stop.set()
         shutil.rmtree(work, ignore_errors=True)
@@ -316,6 +348,13 @@ def run(*, minutes: float, concurrency: int) -> tuple[str, bool]:
         f"Result: **{'PASS' if passed else 'FAIL'}** (needs RSS growth under the limit and no "
         "failed request).",
     ]
+    if server_errors:
+        lines += [
+            "",
+            "Errors in the server log (request, exception):",
+            "",
+            *[f"- {n} x {what}" for what, n in server_errors.most_common(8)],
+        ]
     if notes:
         lines += ["", "Notes:", *[f"- {n}" for n in notes]]
     return "\n".join(lines), passed
