@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         runs.append((name, code, seconds, tail))
     total = time.perf_counter() - started
 
-    command = "make bench" if not argv else f".venv/bin/python -m benchmarks.run {' '.join(argv)}"
+    given = sys.argv[1:] if argv is None else argv
+    command = "make bench" if not given else f".venv/bin/python -m benchmarks.run {' '.join(given)}"
     lines = [
         "# Benchmark results",
         "",
