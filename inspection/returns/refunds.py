@@ -26,11 +26,10 @@ from inspection.errors import Conflict, IllegalTransition, InvalidInput
 from inspection.observability import REFUND_CYCLE, REFUNDS
 from inspection.returns import service
 from inspection.returns.audit import record_event
-from inspection.returns.lifecycle import transition
+from inspection.returns.lifecycle import begin_write, transition
 from inspection.returns.outbox import enqueue_event
 from inspection.returns.signing import sign_payload
 from inspection.settings import RefundSettings
-from inspection.store.db import SQLITE_BEGIN_OPTION
 from inspection.store.models import DecisionRecord, Refund, Return, utcnow
 
 log = logging.getLogger(__name__)
@@ -139,9 +138,10 @@ def request_hash(*, return_id: int) -> str:
 def _lock_return(*, session: Session, return_id: int) -> Return:
     bind = session.get_bind()
     if bind.dialect.name == "sqlite":
-        # Take SQLite's write lock at BEGIN, so concurrent releases queue instead of racing.
-        session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-        ret = session.get(Return, return_id)
+        # Take SQLite's write lock at BEGIN, so concurrent releases queue instead of racing;
+        # a read already begun could not be upgraded later ("database is locked").
+        begin_write(session=session)
+        ret = session.get(Return, return_id, populate_existing=True)
     else:
         ret = session.exec(select(Return).where(Return.id == return_id).with_for_update()).first()
     if ret is None:
@@ -283,14 +283,15 @@ def _settle(
     *,
     engine: Engine,
     refund_id: int,
+    return_id: int,
     reference: str | None,
     error: str | None,
     actor: str,
 ) -> Refund:
     """Records the adapter's answer: paid (and the return refunded) or failed (retryable)."""
     with Session(engine, expire_on_commit=False) as session:
-        ret_id = session.exec(select(Refund.return_id).where(Refund.id == refund_id)).one()
-        ret = _lock_return(session=session, return_id=ret_id)
+        # Lock first, read after: nothing may be read before the write lock is held.
+        ret = _lock_return(session=session, return_id=return_id)
         refund = session.get(Refund, refund_id)
         assert refund is not None
         now = utcnow()
@@ -380,6 +381,7 @@ def release_refund(
     settled = _settle(
         engine=engine,
         refund_id=refund.id,  # type: ignore[arg-type]
+        return_id=return_id,
         reference=reference,
         error=error,
         actor=actor,

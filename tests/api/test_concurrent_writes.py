@@ -77,3 +77,16 @@ def test_parallel_receives_move_once(api_client: TestClient) -> None:
     )
 
     assert sorted(codes) == [200] + [409] * 5, codes
+
+
+def test_parallel_refunds_on_different_returns_all_pay(api_client: TestClient) -> None:
+    # Each release settles in its own transaction; none may read before it holds the lock.
+    returns = [return_in_status(api_client, "inspected")[0] for _ in range(6)]
+
+    def release(index: int) -> tuple[int, str]:
+        response = api_client.post(f"/v1/returns/{returns[index]['id']}/refund", headers=STATION)
+        return response.status_code, response.json().get("status", response.text)
+
+    results = _together(len(returns), release)
+
+    assert results == [(201, "paid")] * len(returns), results
