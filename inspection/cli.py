@@ -27,14 +27,14 @@ def serve(
     import uvicorn
 
     get_settings()  # fail fast on bad settings before binding the port
-    uvicorn.run(
-        "inspection.api.main:app", host=host, port=port, workers=workers, log_level="info"
-    )
+    uvicorn.run("inspection.api.main:app", host=host, port=port, workers=workers, log_level="info")
 
 
 @app.command("init-db")
 def init_db(
-    demo: Annotated[bool, typer.Option("--demo", help="Also load demo customers and orders.")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Also load demo customers and orders.")
+    ] = False,
 ) -> None:
     """Creates or migrates the database; with --demo, loads demo orders (idempotent)."""
     from inspection.store.db import init_database
@@ -109,7 +109,6 @@ def check_policy(
         f"{target}: policy version {policy.version}, time zone {policy.timezone}, "
         f"categories {', '.join(sorted(policy.categories))}"
     )
-
 
 
 @app.command("purge-photos")

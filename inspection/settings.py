@@ -21,7 +21,7 @@ DEMO_API_KEYS = {
     "admin": "demo-admin-key",
     "integration": "demo-integration-key",
 }
-DEMO_TOKEN_SECRET = "demo-token-secret-change-me"  # noqa: S105 - refused in production
+DEMO_TOKEN_SECRET = "demo-token-secret-change-me"  # refused in production
 MEGABYTE = 1024 * 1024
 
 
@@ -137,7 +137,9 @@ class RefundSettings(BaseSettings):
     @model_validator(mode="after")
     def _webhook_needs_url(self) -> RefundSettings:
         if self.adapter == "webhook" and not self.webhook_url:
-            raise ValueError("INSPECTION_REFUND_ADAPTER=webhook needs INSPECTION_REFUND_WEBHOOK_URL")
+            raise ValueError(
+                "INSPECTION_REFUND_ADAPTER=webhook needs INSPECTION_REFUND_WEBHOOK_URL"
+            )
         return self
 
 

@@ -46,7 +46,8 @@ class QualityReport(BaseModel):
     """Quality gate result: flags with advice a customer can follow; never blocks grading."""
 
     passed: bool
-    flags: list[str] = Field(default_factory=list)  # blurry, too_dark, too_bright, too_small, no_product
+    # blurry, too_dark, too_bright, too_small, no_product
+    flags: list[str] = Field(default_factory=list)
     advice: list[str] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
 
