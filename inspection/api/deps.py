@@ -30,8 +30,10 @@ class Principal:
         return f"customer:return-{self.return_id}" if self.role == "customer" else self.role
 
 
-def settings_dep() -> Settings:
-    return get_settings()
+def settings_dep(request: Request) -> Settings:
+    """The settings the app was built with (tests and embedders pass their own)."""
+    settings = getattr(request.app.state, "settings", None)
+    return settings if isinstance(settings, Settings) else get_settings()
 
 
 SettingsDep = Annotated[Settings, Depends(settings_dep)]

@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         lifespan=lifespan,
     )
+    app.state.settings = settings
     install_error_handlers(app)
     # Over-limit bodies get a JSON 413 before any route parses (or stores) them.
     app.add_middleware(BodySizeLimit, max_bytes=settings.security.max_body_bytes)

@@ -65,7 +65,7 @@ def optional_principal(
         return None
     from inspection.api.deps import settings_dep
 
-    return get_principal(request, settings_dep(), x_api_key, authorization)
+    return get_principal(request, settings_dep(request), x_api_key, authorization)
 
 
 OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]

@@ -5,11 +5,14 @@ customer's history, the photos of a return and near-identical photos on other re
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
+from inspection.decisions.anomaly import ANOMALY_MODEL_FILE, AnomalyModel, load_anomaly_model
 from inspection.decisions.types import (
     CustomerHistory,
     GradeFacts,
@@ -53,14 +56,42 @@ def line_facts(*, order: Order, line: OrderLine) -> OrderLineFacts:
     )
 
 
-def claim_facts(*, ret: Return, item: ReturnItem) -> ReturnClaim:
-    """What the customer claimed for one item."""
+def claim_facts(*, ret: Return, item: ReturnItem, session: Session | None = None) -> ReturnClaim:
+    """What the customer claimed for one item (with units of that line already returned)."""
+    previously = 0
+    if session is not None:
+        # Units of the same order line on the customer's other returns, unless those were
+        # turned down: the quantity rule must not let one line be returned twice.
+        previously = int(
+            session.exec(
+                select(func.coalesce(func.sum(ReturnItem.quantity), 0))
+                .join(Return, col(Return.id) == col(ReturnItem.return_id))
+                .where(
+                    ReturnItem.order_line_id == item.order_line_id,
+                    ReturnItem.return_id != ret.id,
+                    col(Return.status) != "rejected",
+                )
+            ).one()
+        )
     return ReturnClaim(
         reason_code=item.reason_code,  # type: ignore[arg-type]
         reason_text=item.reason_text,
         requested_at=ret.created_at,
         quantity=item.quantity,
+        previously_returned_quantity=previously,
     )
+
+
+@lru_cache(maxsize=4)
+def _anomaly_model_at(path: Path, mtime: float) -> AnomalyModel | None:
+    return load_anomaly_model(path)
+
+
+def anomaly_model(*, model_dir: Path) -> AnomalyModel | None:
+    """The exported order-history anomaly model beside the bundled models, if there is one."""
+    path = Path(model_dir) / ANOMALY_MODEL_FILE
+    mtime = path.stat().st_mtime if path.is_file() else 0.0
+    return _anomaly_model_at(path, mtime)
 
 
 def order_context(*, session: Session, order: Order) -> OrderContext:

@@ -254,12 +254,14 @@ def _assess(
     sources: tuple[str, ...],
     unit_comparison: Any = None,
 ) -> tuple[Any, FraudAssessment, FraudInputs]:
+    from inspection.decisions.anomaly import anomaly_score
     from inspection.decisions.eligibility import check_eligibility
     from inspection.decisions.fraud import assess_fraud
+    from inspection.settings import get_settings
 
     now = utcnow()
     line = facts.line_facts(order=order, line=ctx.line)
-    claim = facts.claim_facts(ret=ret, item=ctx.item)
+    claim = facts.claim_facts(ret=ret, item=ctx.item, session=session)
     eligibility = check_eligibility(policy=policy, line=line, claim=claim)
     photos = [
         p
@@ -271,10 +273,14 @@ def _assess(
             item_id=ctx.item.id,
         )
     ]
+    order_context = facts.order_context(session=session, order=order)
+    history = facts.customer_history(session=session, ret=ret, now=now)
+    # The anomaly model is a bundled artefact beside the ONNX models (models/anomaly/).
+    anomaly = facts.anomaly_model(model_dir=get_settings().model.dir)
     inputs = FraudInputs(
         claim=claim,
-        order=facts.order_context(session=session, order=order),
-        customer=facts.customer_history(session=session, ret=ret, now=now),
+        order=order_context,
+        customer=history,
         photos=facts.photo_evidence(session=session, photos=photos),
         photo_matches=facts.photo_matches(
             session=session,
@@ -283,7 +289,12 @@ def _assess(
             min_similarity=policy.fraud.photo_reuse.min_embedding_similarity,
         ),
         item_grade=grade.grade if grade else None,
+        item_grade_confidence=grade.confidence if grade else None,
+        category=ctx.line.category,
         unit_comparison=unit_comparison,
+        anomaly_score=anomaly_score(
+            model=anomaly, customer=history, order=order_context, claim=claim
+        ),
     )
     fraud = assess_fraud(policy=policy, inputs=inputs)
     return eligibility, fraud, inputs
