@@ -61,8 +61,9 @@ class ModelSettings(BaseSettings):
     # ONNX Runtime's idle intra-op threads spin for work by default; on shared or busy cores
     # that burns the CPU other requests need (measured: 2-thread detector 44 -> 28 ms under load).
     allow_spinning: bool = False
-    # Request micro-batching for the grader: 1 disables it.
-    max_batch: int = Field(default=8, ge=1, le=64)
+    # Request micro-batching for the grader: 1 disables it (the default: on 2 cores batching
+    # measured slower than per-request runs, see benchmarks/results/service.md).
+    max_batch: int = Field(default=1, ge=1, le=64)
     batch_wait_ms: float = Field(default=2.0, ge=0, le=100)
 
 

@@ -698,7 +698,17 @@ def inspect(
             assert station is not None  # checked above
             model_grade = facts.grade_facts(station)
             assert model_grade is not None
-            grade = model_grade.model_copy(update={"decided_by": "inspector"})
+            # A person looked at the unit and agreed: the grade is no longer the model's guess,
+            # so its confidence must not send the return back to review (the model's own
+            # confidence stays on the inspection row for QA).
+            grade = model_grade.model_copy(
+                update={
+                    "decided_by": "inspector",
+                    "confidence": 1.0,
+                    "needs_review": False,
+                    "reason_codes": [*model_grade.reason_codes, "inspector_confirmed"],
+                }
+            )
             row = Inspection(
                 return_id=ret.id,  # type: ignore[arg-type]
                 return_item_id=ctx.item.id,

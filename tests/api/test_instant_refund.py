@@ -92,6 +92,10 @@ def test_instant_refund_pays_before_receipt_and_the_item_still_comes_back(
     )
     assert inspected.status_code == 200, inspected.text
     assert "close" in inspected.json()["allowed_actions"]
+    # A grade the inspector confirmed is not sent back to review for the model's confidence.
+    verdict = inspected.json()["decision"]
+    assert "low_confidence" not in verdict["reason_codes"]
+    assert verdict["decided_by"] != "model"
     again = client.post(f"/v1/returns/{ret['id']}/refund", headers=STATION)
     assert again.status_code == 200 and again.json()["id"] == paid.json()["id"]
     closed = client.post(f"/v1/returns/{ret['id']}/close", headers=STATION)
