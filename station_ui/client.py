@@ -259,6 +259,10 @@ class InspectionApi:
         kind = "annotated" if annotated else "image"
         return self._send("GET", f"/v1/photos/{photo_id}/{kind}").content
 
+    def return_label(self, return_id: int) -> bytes:
+        """GET /v1/returns/{id}/label: the printable return label as PNG."""
+        return self._send("GET", f"/v1/returns/{return_id}/label").content
+
     # -- QA and insights --------------------------------------------------------------------
 
     def qa_queue(self, *, limit: int = 50) -> JSON:

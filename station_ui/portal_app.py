@@ -294,7 +294,7 @@ def _draw_upload(api: InspectionApi, ret: JSON) -> None:
     )
 
 
-def _draw_label(label: JSON | None) -> None:
+def _draw_label(label: JSON | None, return_id: int) -> None:
     if not label:
         return
     with st.container(border=True):
@@ -303,9 +303,18 @@ def _draw_label(label: JSON | None) -> None:
             f"Carrier: **{label.get('carrier')}** · tracking number: "
             f"**{label.get('tracking_number')}**"
         )
-        url = label.get("label_url")
-        if url:
-            st.link_button("Open the label", str(url))
+        try:
+            png = customer_api().return_label(return_id)
+        except ApiError as exc:
+            st.warning(f"The label cannot be shown right now: {exc}")
+            return
+        st.image(png, caption="Print this label and stick it on the parcel", width=300)
+        st.download_button(
+            "Download the label",
+            png,
+            file_name=f"{label.get('tracking_number')}.png",
+            mime="image/png",
+        )
 
 
 def _draw_status(ret: JSON) -> None:
@@ -332,7 +341,7 @@ def _draw_status(ret: JSON) -> None:
             f"Refund {refund.get('status')}: "
             f"{format_money(refund.get('amount_cents'), refund.get('currency'))}"
         )
-    _draw_label(ret.get("label"))
+    _draw_label(ret.get("label"), int(ret["id"]))
     st.dataframe(
         [
             {

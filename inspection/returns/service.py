@@ -63,9 +63,9 @@ OUTCOME_STATUS = {
 }
 # Statuses in which a return still claims its items (so they cannot be returned twice).
 OPEN_CLAIM_EXCLUDED = ("rejected",)
-# Placeholder carrier: a real carrier integration would book the label here.
+# Stand-in carrier: a real carrier integration would book the label here; until then the
+# service renders a printable label itself (GET /v1/returns/{id}/label).
 LABEL_CARRIER = "demo-carrier"
-LABEL_BASE_URL = "https://labels.example.invalid"
 
 
 @dataclass(frozen=True)
@@ -390,13 +390,33 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def label_png(*, session: Session, ret: Return) -> bytes:
+    """The printable return label; 404 until the return has one (it comes with approval)."""
+    from inspection.returns.labels import render_label_png
+
+    label = session.exec(select(ShippingLabel).where(ShippingLabel.return_id == ret.id)).first()
+    if label is None:
+        raise NotFound(
+            f"return {ret.rma} has no shipping label yet",
+            hint="a label is issued once the return is approved",
+        )
+    order = session.get(Order, ret.order_id)
+    return render_label_png(
+        rma=ret.rma or f"RMA-{ret.id:06d}",
+        carrier=label.carrier,
+        tracking_number=label.tracking_number,
+        order_number=order.order_number if order else "",
+        issued_on=label.created_at.date().isoformat(),
+    )
+
+
 def _issue_label(*, session: Session, ret: Return) -> ShippingLabel:
     tracking = f"RI{ret.id:08d}{secrets.token_hex(3).upper()}"
     label = ShippingLabel(
         return_id=ret.id,  # type: ignore[arg-type]
         carrier=LABEL_CARRIER,
         tracking_number=tracking,
-        label_url=f"{LABEL_BASE_URL}/{tracking}.pdf",
+        label_url=f"/v1/returns/{ret.id}/label",
     )
     session.add(label)
     session.flush()

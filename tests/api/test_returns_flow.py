@@ -51,6 +51,9 @@ def test_happy_path_from_order_to_closed(api_client: TestClient, product_jpeg: b
         decided = reviewed.json()
     assert decided["status"] == "label_sent", decided["decision"]
     assert decided["label"]["tracking_number"]
+    label = api_client.get(decided["label"]["label_url"], headers=bearer(token))
+    assert label.status_code == 200 and label.headers["content-type"] == "image/png"
+    assert label.content.startswith(b"\x89PNG")
 
     station = upload_photos(
         api_client, ret["id"], [product_jpeg], source="station", headers=STATION

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import AwareDatetime
 
 from inspection.api.deps import PrincipalDep, SessionDep, StaffDep
@@ -87,6 +87,20 @@ def list_returns(
 def get_return(ret: ReturnDep, session: SessionDep, principal: PrincipalDep) -> ReturnPublic:
     """A return with its items, photos, grade, decision, refund and next actions."""
     return public.return_public(session=session, ret=ret, for_customer=principal.role == "customer")
+
+
+@router.get(
+    "/returns/{return_id}/label",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def return_label(ret: ReturnDep, session: SessionDep) -> Response:
+    """The printable return shipping label (PNG with Code 39 barcodes of tracking and RMA)."""
+    return Response(
+        content=service.label_png(session=session, ret=ret),
+        media_type="image/png",
+        headers={"Content-Disposition": f'inline; filename="{ret.rma}-label.png"'},
+    )
 
 
 @router.post("/returns/{return_id}/submit", response_model=ReturnPublic)
