@@ -55,3 +55,42 @@ def test_train_anomaly_is_registered_and_runs(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train-anomaly", "--out", str(tmp_path / "anomaly")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "anomaly" / "anomaly.json").exists()
+
+
+def test_quantize_command_writes_an_int8_grader_that_runs(
+    grader_model_dir: Path, synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    out = tmp_path / "int8"
+    result = runner.invoke(
+        app,
+        [
+            "quantize",
+            "--model",
+            str(grader_model_dir),
+            "--calibration",
+            str(synthetic_dataset / "images"),
+            "--out",
+            str(out),
+            "--max-images",
+            "16",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    card = load_card(out)
+    assert "int8" in card.arch
+    session = ort.InferenceSession(str(out / card.file), providers=["CPUExecutionProvider"])
+    size = card.preprocessing.size
+    logits, embedding = session.run(None, {"images": np.zeros((2, 3, size, size), np.float32)})
+    assert logits.shape == (2, 3) and embedding.shape[0] == 2
+
+
+def test_quantize_command_refuses_a_folder_without_a_card(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["quantize", "--model", str(tmp_path), "--calibration", str(tmp_path), "--out", "x"],
+    )
+    assert result.exit_code == 2
+    assert "no model_card.yaml" in result.output
