@@ -37,8 +37,8 @@ run: venv
 	@echo ">> API  http://127.0.0.1:$(API_PORT)/docs   station UI http://127.0.0.1:$(UI_PORT)   customer portal http://127.0.0.1:$(PORTAL_PORT)"
 	@trap 'kill 0' EXIT INT TERM; \
 	  $(BIN)/inspection serve --host 127.0.0.1 --port $(API_PORT) & \
-	  $(BIN)/streamlit run station_ui/station_app.py --server.port $(UI_PORT) --server.headless true --browser.gatherUsageStats false & \
-	  $(BIN)/streamlit run station_ui/portal_app.py --server.port $(PORTAL_PORT) --server.headless true --browser.gatherUsageStats false & \
+	  $(BIN)/streamlit run station_ui/station_app.py --server.port $(UI_PORT) --server.address 127.0.0.1 --server.headless true --browser.gatherUsageStats false & \
+	  $(BIN)/streamlit run station_ui/portal_app.py --server.port $(PORTAL_PORT) --server.address 127.0.0.1 --server.headless true --browser.gatherUsageStats false & \
 	  wait
 
 test: venv
