@@ -73,6 +73,17 @@ def period_bounds(start: date, end: date) -> tuple[datetime, datetime]:
     return since, until
 
 
+def draw_messages(*, flash_key: str, error_key: str) -> None:
+    """Shows (once) the success or error a page's last action left in the session state."""
+    flash = st.session_state.pop(flash_key, None)
+    if flash:
+        st.success(flash, icon=":material/check_circle:")
+    failure = st.session_state.pop(error_key, None)
+    if failure:
+        action, error = failure
+        show_api_error(error, action=action)
+
+
 def show_api_error(error: ApiError, *, action: str | None = None) -> None:
     """Shows what went wrong and what to do about it, never a traceback."""
     lead = f"Could not {action}: " if action else ""

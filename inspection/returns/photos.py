@@ -13,7 +13,16 @@ from sqlmodel import Session, col, select
 
 from inspection.decisions.types import UnitComparison
 from inspection.errors import Forbidden, InvalidInput, NotFound, ServiceUnavailable
-from inspection.grading.types import IntakePhoto, ItemGrade
+from inspection.grading.aggregate import combine_photo_grades
+from inspection.grading.types import (
+    Defect,
+    ExifFacts,
+    IntakePhoto,
+    ItemGrade,
+    PhotoFacts,
+    PhotoGrade,
+    QualityReport,
+)
 from inspection.returns import facts
 from inspection.returns.audit import record_event
 from inspection.returns.lifecycle import begin_write, ensure_status, lock_return
@@ -241,16 +250,14 @@ def _item_grade(
     ]
     overall = graded
     if earlier:
-        # Regrade with all photos of the item so more evidence can only sharpen the grade.
-        intakes = list(new_intakes)
-        for photo in earlier:
-            try:
-                data = blobs.get(photo.blob_key)  # type: ignore[arg-type]
-                intakes.append(pipeline.intake(data=data, content_type=None, filename=None))
-            except Exception:
-                log.warning("could not re-read photo %s for the item grade", photo.id)
-        # Counted apart in the metrics: these photos were graded once already.
-        overall = pipeline.grade_photos(photos=intakes, category=category, source="regrade")
+        # The item grade covers every photo so far. Earlier photos keep the grade they were
+        # given at upload (stored per photo), so only the new ones ran the models: re-decoding
+        # and regrading all of them made each upload slower than the last.
+        stored = _stored_photo_grades(session=session, photos=earlier)
+        overall = combine_photo_grades(
+            photos=[*graded.photos, *stored],
+            thresholds=pipeline.review_thresholds(category=category),
+        )
     return Inspection(
         return_id=ret.id,  # type: ignore[arg-type]
         return_item_id=item_id,
@@ -266,6 +273,52 @@ def _item_grade(
         detector_version=overall.detector_version,
         latency_ms=float(sum(p.latency_ms for p in overall.photos)),
     )
+
+
+def _stored_photo_grades(*, session: Session, photos: list[Photo]) -> list[PhotoGrade]:
+    """Per-photo grades as recorded at upload, rebuilt for the item-grade combination."""
+    by_photo = {
+        row.photo_id: row
+        for row in session.exec(
+            select(Inspection)
+            .where(col(Inspection.photo_id).in_([p.id for p in photos]))
+            .where(Inspection.scope == "photo")
+            .order_by(col(Inspection.id))
+        ).all()
+    }
+    grades: list[PhotoGrade] = []
+    for photo in photos:
+        row = by_photo.get(photo.id)
+        if row is None:
+            log.warning("photo %s has no recorded grade; left out of the item grade", photo.id)
+            continue
+        grades.append(
+            PhotoGrade(
+                grade=row.grade,  # type: ignore[arg-type]
+                probabilities=dict(row.probabilities),
+                confidence=row.confidence,
+                defects=[Defect.model_validate(d) for d in row.defects],
+                quality=QualityReport(
+                    passed=photo.quality_passed,
+                    flags=list(photo.quality_flags),
+                    advice=list(photo.quality_advice),
+                ),
+                facts=PhotoFacts(
+                    sha256=photo.sha256,
+                    phash=photo.phash,
+                    content_type=photo.content_type,
+                    format=photo.content_type.split("/")[-1],
+                    width=photo.width,
+                    height=photo.height,
+                    byte_size=photo.byte_size,
+                    exif=ExifFacts.model_validate(photo.exif or {}),
+                ),
+                model_version=row.model_version or "unknown",
+                detector_version=row.detector_version,
+                latency_ms=row.latency_ms,
+            )
+        )
+    return grades
 
 
 def compare_return_units(

@@ -15,12 +15,12 @@ from station_ui.display import (
     GRADES,
     call_api,
     defect_summary,
+    draw_messages,
     format_grade,
     format_money,
     format_percent,
     period_bounds,
     photo_image,
-    show_api_error,
 )
 from station_ui.settings import load_settings
 
@@ -62,13 +62,7 @@ def _on_relabel(photo_id: int) -> None:
 
 
 def _draw_messages() -> None:
-    flash = st.session_state.pop(K_FLASH, None)
-    if flash:
-        st.success(flash, icon=":material/check_circle:")
-    failure = st.session_state.pop(K_ERROR, None)
-    if failure:
-        action, error = failure
-        show_api_error(error, action=action)
+    draw_messages(flash_key=K_FLASH, error_key=K_ERROR)
 
 
 def _draw_history(api: InspectionApi, return_id: int) -> None:

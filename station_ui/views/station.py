@@ -18,13 +18,13 @@ from station_ui.display import (
     REASON_LABEL,
     STATUS_LABEL,
     call_api,
+    draw_messages,
     format_grade,
     format_money,
     render_decision,
     render_item_grade,
     render_photo_grid,
     render_quality,
-    show_api_error,
 )
 from station_ui.settings import load_settings
 
@@ -228,13 +228,7 @@ def _on_refund(return_id: int) -> None:
 
 
 def _draw_messages() -> None:
-    flash = st.session_state.pop(K_FLASH, None)
-    if flash:
-        st.success(flash, icon=":material/check_circle:")
-    failure = st.session_state.pop(K_ERROR, None)
-    if failure:
-        action, error = failure
-        show_api_error(error, action=action)
+    draw_messages(flash_key=K_FLASH, error_key=K_ERROR)
 
 
 def _draw_scan() -> None:

@@ -201,3 +201,31 @@ def test_unwritable_photo_store_is_503_and_records_nothing(
     assert response.status_code == 503, response.text
     assert "nothing was recorded" in response.json()["error"]["message"]
     assert _photo_rows(api_client) == (0, 0)
+
+
+def test_item_grade_covers_earlier_photos_without_regrading_them(api_client: TestClient) -> None:
+    ret, token = open_return(api_client, create_order(api_client))
+    first = upload_photos(
+        api_client, ret["id"], [make_photo_bytes(seed=21)], source="customer", headers=bearer(token)
+    )
+    assert first.status_code == 201, first.text
+    first_photo = first.json()["photos"][0]
+
+    second = upload_photos(
+        api_client, ret["id"], [make_photo_bytes(seed=22)], source="customer", headers=bearer(token)
+    )
+    assert second.status_code == 201, second.text
+    body = second.json()
+    second_photo = body["photos"][0]
+
+    # The item grade combines both photos' grades as given at upload (worst case among the
+    # photos that passed the quality gate), so it is one of theirs.
+    assert body["item_grade"]["grade"] in {first_photo["grade"], second_photo["grade"]}
+    with Session(api_client.app.state.engine) as session:  # type: ignore[attr-defined]
+        per_photo = session.exec(
+            select(Inspection).where(Inspection.return_id == ret["id"], Inspection.scope == "photo")
+        ).all()
+    # Each photo was graded exactly once: the second upload did not add a grade for the first.
+    assert sorted(row.photo_id for row in per_photo) == sorted(
+        [first_photo["id"], second_photo["id"]]
+    )
