@@ -114,7 +114,7 @@ def import_(
     if not grades.is_file():
         _fail(
             f"mapping file {grades} does not exist "
-            "(example: datasets/real/magnetic_tile_grades.yaml)"
+            "(example: datasets/real/magnetic-tile.grades.yaml)"
         )
     try:
         summary = import_dataset(

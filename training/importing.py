@@ -55,7 +55,7 @@ class GradeMapping:
 
 
 def load_mapping(path: Path) -> GradeMapping:
-    """Reads and validates a mapping YAML (see datasets/real/magnetic_tile_grades.yaml)."""
+    """Reads and validates a mapping YAML (see datasets/real/magnetic-tile.grades.yaml)."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     grades = data.get("grades")
     if not isinstance(grades, dict) or not grades:

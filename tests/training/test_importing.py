@@ -159,7 +159,7 @@ def test_unmapped_class_is_a_clear_error(labelled_tree: tuple[Path, Path], tmp_p
 
 
 def test_magnetic_tile_mapping_file_matches_the_data_readme() -> None:
-    mapping = load_mapping(REPO / "datasets" / "real" / "magnetic_tile_grades.yaml")
+    mapping = load_mapping(REPO / "datasets" / "real" / "magnetic-tile.grades.yaml")
     assert mapping.grades == {
         "free": "resell", "uneven": "refurbish", "fray": "refurbish",
         "blowhole": "refurbish", "crack": "reject", "break": "reject",
@@ -179,7 +179,7 @@ def test_import_real_magnetic_tile_masks(tmp_path: Path) -> None:
             (sub / cls / jpg.name).symlink_to(jpg)
             (sub / cls / jpg.with_suffix(".png").name).symlink_to(jpg.with_suffix(".png"))
     summary = import_dataset(
-        src=sub, mapping_file=REPO / "datasets" / "real" / "magnetic_tile_grades.yaml",
+        src=sub, mapping_file=REPO / "datasets" / "real" / "magnetic-tile.grades.yaml",
         out_dir=tmp_path / "out", seed=0,
     )  # fmt: skip
     assert summary.count == 30
