@@ -23,6 +23,7 @@ from inspection.decisions.types import (
     FraudInputs,
     GradeFacts,
     RefundQuote,
+    Stage,
 )
 from inspection.errors import Conflict, InvalidInput, NotFound
 from inspection.observability import DECISIONS, REVIEWS
@@ -300,6 +301,47 @@ def _assess(
     return eligibility, fraud, inputs
 
 
+def _decide_item(
+    *,
+    session: Session,
+    policy: Policy,
+    stage: Stage,
+    ret: Return,
+    order: Order,
+    ctx: ItemContext,
+    items: list[ItemContext],
+    grade: GradeFacts | None,
+    sources: tuple[str, ...],
+    unit_comparison: Any = None,
+) -> tuple[Decision, FraudAssessment]:
+    """Eligibility, fraud signals and the decision for one item at one stage of the return."""
+    from inspection.decisions.engine import decide
+
+    eligibility, fraud, inputs = _assess(
+        session=session,
+        policy=policy,
+        ret=ret,
+        order=order,
+        ctx=ctx,
+        grade=grade,
+        sources=sources,
+        unit_comparison=unit_comparison,
+    )
+    decision = decide(
+        policy=policy,
+        stage=stage,
+        line=facts.line_facts(order=order, line=ctx.line),
+        eligibility=eligibility,
+        fraud=fraud,
+        grade=grade,
+        claim=inputs.claim,
+        customer=inputs.customer,
+        # The whole return's value: a return split into cheap lines must not dodge the limits.
+        return_value_cents=_return_value(items),
+    )
+    return decision, fraud
+
+
 def _combine(decisions: list[Decision]) -> Decision:
     """One decision for a return from its items' decisions: the worst outcome wins."""
     if len(decisions) == 1:
@@ -437,7 +479,6 @@ def _approve(*, session: Session, ret: Return, actor: str, reason: str | None) -
 
 def submit(*, session: Session, ret: Return, policy: Policy, actor: str) -> Return:
     """Runs eligibility, fraud signals and the decision on the customer's photos."""
-    from inspection.decisions.engine import decide
 
     lock_return(session=session, ret=ret)
     ensure_status(ret=ret, allowed=("return_requested",), action="submit")
@@ -477,29 +518,19 @@ def submit(*, session: Session, ret: Return, policy: Policy, actor: str) -> Retu
                 item_id=ctx.item.id,
             )
         )
-        eligibility, fraud, inputs = _assess(
+        decision, fraud = _decide_item(
             session=session,
             policy=policy,
+            stage="claim",
             ret=ret,
             order=order,
             ctx=ctx,
+            items=items,
             grade=grade,
             sources=("customer",),
         )
         assessments.append(fraud)
-        decisions.append(
-            decide(
-                policy=policy,
-                stage="claim",
-                line=facts.line_facts(order=order, line=ctx.line),
-                eligibility=eligibility,
-                fraud=fraud,
-                grade=grade,
-                claim=inputs.claim,
-                customer=inputs.customer,
-                return_value_cents=_return_value(items),
-            )
-        )
+        decisions.append(decision)
     decision = _combine(decisions)
     _record_decision(
         session=session,
@@ -584,7 +615,6 @@ def receive(
     blobs: BlobStore | None = None,
 ) -> Return:
     """The station confirms the parcel arrived: compare units, re-run the fraud signals."""
-    from inspection.decisions.engine import decide
     from inspection.returns.photos import compare_return_units
 
     lock_return(session=session, ret=ret)
@@ -614,30 +644,20 @@ def receive(
         if comparison is not None:
             comparisons.append(comparison.model_dump(mode="json"))
         grade = facts.grade_facts(station)
-        eligibility, fraud, inputs = _assess(
+        decision, fraud = _decide_item(
             session=session,
             policy=policy,
+            stage="inspection",
             ret=ret,
             order=order,
             ctx=ctx,
+            items=items,
             grade=grade,
             sources=("customer", "station"),
             unit_comparison=comparison,
         )
         assessments.append(fraud)
-        decisions.append(
-            decide(
-                policy=policy,
-                stage="inspection",
-                line=facts.line_facts(order=order, line=ctx.line),
-                eligibility=eligibility,
-                fraud=fraud,
-                grade=grade,
-                claim=inputs.claim,
-                customer=inputs.customer,
-                return_value_cents=_return_value(items),
-            )
-        )
+        decisions.append(decision)
     if decisions:
         _record_decision(
             session=session,
@@ -663,7 +683,6 @@ def inspect(
     *, session: Session, ret: Return, policy: Policy, body: InspectionInput, actor: str
 ) -> Return:
     """The inspector confirms or overrides the grade; the final decision carries the quote."""
-    from inspection.decisions.engine import decide
     from inspection.decisions.refund_policy import quote_refund
 
     lock_return(session=session, ret=ret)
@@ -746,28 +765,19 @@ def inspect(
             )
         session.add(row)
         final_grades.append(grade.grade)
-        eligibility, fraud, inputs = _assess(
+        decision, fraud = _decide_item(
             session=session,
             policy=policy,
+            stage="inspection",
             ret=ret,
             order=order,
             ctx=ctx,
+            items=items,
             grade=grade,
             sources=("customer", "station"),
         )
         assessments.append(fraud)
         line = facts.line_facts(order=order, line=ctx.line)
-        decision = decide(
-            policy=policy,
-            stage="inspection",
-            line=line,
-            eligibility=eligibility,
-            fraud=fraud,
-            grade=grade,
-            claim=inputs.claim,
-            customer=inputs.customer,
-            return_value_cents=_return_value(items),
-        )
         if decision.refund is None:
             # The inspection step always carries a quote: it is what the refund will pay.
             quote = quote_refund(
