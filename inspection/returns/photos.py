@@ -140,7 +140,6 @@ def add_photos(
         pipeline=pipeline,
         category=category,
         new_intakes=intakes,
-        blobs=blobs,
     )
     # Grading ran without holding any lock; the status is re-checked under the write lock.
     item_id = item.id if item else None
@@ -234,8 +233,8 @@ def _item_grade(
     pipeline: Any,
     category: str | None,
     new_intakes: list[IntakePhoto],
-    blobs: BlobStore,
 ) -> Inspection:
+    new_hashes = {i.facts.sha256 for i in new_intakes}
     earlier = [
         p
         for p in facts.return_photos(
@@ -244,9 +243,7 @@ def _item_grade(
             source=source,
             item_id=item_id,
         )
-        if p.deleted_at is None
-        and p.blob_key
-        and p.sha256 not in {i.facts.sha256 for i in new_intakes}
+        if p.deleted_at is None and p.blob_key and p.sha256 not in new_hashes
     ]
     overall = graded
     if earlier:
