@@ -203,8 +203,22 @@ def test_unwritable_photo_store_is_503_and_records_nothing(
     assert _photo_rows(api_client) == (0, 0)
 
 
+def _graded_photos(source: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "inspection_photos_graded"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels.get("source") == source
+    )
+
+
 def test_item_grade_covers_earlier_photos_without_regrading_them(api_client: TestClient) -> None:
     ret, token = open_return(api_client, create_order(api_client))
+    regraded_before = _graded_photos("regrade")
+    customer_before = _graded_photos("customer")
     first = upload_photos(
         api_client, ret["id"], [make_photo_bytes(seed=21)], source="customer", headers=bearer(token)
     )
@@ -221,6 +235,9 @@ def test_item_grade_covers_earlier_photos_without_regrading_them(api_client: Tes
     # The item grade combines both photos' grades as given at upload (worst case among the
     # photos that passed the quality gate), so it is one of theirs.
     assert body["item_grade"]["grade"] in {first_photo["grade"], second_photo["grade"]}
+    # ... and the models did not run again on the first photo.
+    assert _graded_photos("regrade") == regraded_before
+    assert _graded_photos("customer") == customer_before + 2  # the counter is really read
     with Session(api_client.app.state.engine) as session:  # type: ignore[attr-defined]
         per_photo = session.exec(
             select(Inspection).where(Inspection.return_id == ret["id"], Inspection.scope == "photo")
