@@ -240,12 +240,21 @@ def _draw_scan() -> None:
             placeholder="RMA-000123 or order number",
         )
         cols[1].form_submit_button("Open", type="primary", on_click=_on_scan, width="stretch")
-    # A barcode scanner types into whatever has focus: put the cursor in the scan field.
+    # A barcode scanner types into whatever has focus: put the cursor in the scan field. The
+    # input may mount after this script runs, so look again for a few seconds.
     st.html(
         """<script>
-        const f = window.parent.document.querySelector('input[aria-label^="Scan or type"]')
-          || document.querySelector('input[aria-label^="Scan or type"]');
-        if (f && document.activeElement?.tagName !== 'INPUT') { f.focus(); }
+        let tries = 0;
+        const focusScan = () => {
+          const sel = 'input[aria-label^="Scan or type"]';
+          const f = window.parent.document.querySelector(sel) || document.querySelector(sel);
+          if (f) {
+            if (f.ownerDocument.activeElement?.tagName !== 'INPUT') { f.focus(); }
+            return;
+          }
+          if (++tries < 50) { setTimeout(focusScan, 100); }
+        };
+        focusScan();
         </script>""",
         unsafe_allow_javascript=True,
     )
