@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlmodel import Session, SQLModel, col, select
 
-from inspection.errors import NotFound
+from inspection.errors import InspectionError, NotFound
 from inspection.returns.audit import verify_chain
+from inspection.returns.photos import rendered_image
 from inspection.store.blobs import BlobStore
 from inspection.store.models import (
     Customer,
@@ -62,9 +63,18 @@ def _dump(row: SQLModel, *, exclude: set[str] | None = None) -> dict[str, Any]:
 
 
 def build_evidence(
-    *, session: Session, return_id: int, blobs: BlobStore, generated_by: str
+    *,
+    session: Session,
+    return_id: int,
+    blobs: BlobStore,
+    generated_by: str,
+    pipeline: Any | None = None,
 ) -> EvidencePack:
-    """Collects everything recorded about a return, and its photo files, into one pack."""
+    """Collects everything recorded about a return, and its photo files, into one pack.
+
+    With the grading `pipeline`, each photo's annotated image (boxes and grade as recorded) is
+    drawn into the pack too; without it the pack holds the originals only.
+    """
     ret = session.get(Return, return_id)
     if ret is None:
         raise NotFound(f"no return {return_id}", hint="check the return id or search by RMA")
@@ -100,14 +110,19 @@ def build_evidence(
         # Embeddings are model internals, not evidence; the hashes identify the image.
         doc = _dump(photo, exclude={"embedding"})
         doc["files"] = {}
-        for kind, key in (("original", photo.blob_key), ("annotated", photo.annotated_blob_key)):
-            if not key:
+        for kind in ("original", "annotated"):
+            if not photo.blob_key:
                 continue
-            data = _read_blob(blobs=blobs, key=key)
+            data = (
+                _read_blob(blobs=blobs, key=photo.blob_key)
+                if kind == "original"
+                else _annotated(session=session, photo=photo, blobs=blobs, pipeline=pipeline)
+            )
             if data is None:
-                doc["files"][kind] = None
+                if kind == "original" or pipeline is not None:
+                    doc["files"][kind] = None
                 continue
-            ext = EXTENSIONS.get(photo.content_type, "bin") if kind == "original" else "jpg"
+            ext = EXTENSIONS.get(photo.content_type, "bin") if kind == "original" else "png"
             path = f"photos/{photo.id}-{photo.source}-{kind}.{ext}"
             files[path] = data
             doc["files"][kind] = path
@@ -150,6 +165,21 @@ def _read_blob(*, blobs: BlobStore, key: str) -> bytes | None:
     except NotFound:
         # Deleted on request or lost: the pack says so (file null) instead of failing.
         log.warning("evidence: blob %s missing", key[:12])
+        return None
+
+
+def _annotated(
+    *, session: Session, photo: Photo, blobs: BlobStore, pipeline: Any | None
+) -> bytes | None:
+    if pipeline is None and not photo.annotated_blob_key:
+        return None
+    try:
+        return rendered_image(
+            session=session, photo=photo, blobs=blobs, pipeline=pipeline, kind="annotated"
+        )
+    except InspectionError as exc:
+        # A missing original or grade: the pack records the gap rather than failing.
+        log.warning("evidence: no annotated image for photo %s: %s", photo.id, exc)
         return None
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, or_
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from inspection.decisions.anomaly import ANOMALY_MODEL_FILE, AnomalyModel, load_anomaly_model
@@ -156,10 +157,21 @@ def _photo_grades(*, session: Session, photo_ids: list[int]) -> dict[int, Inspec
 
 
 def return_photos(
-    *, session: Session, return_id: int, source: str | None = None, item_id: int | None = None
+    *,
+    session: Session,
+    return_id: int,
+    source: str | None = None,
+    item_id: int | None = None,
+    with_embeddings: bool = True,
 ) -> list[Photo]:
-    """Photos of a return (optionally of one source and item), oldest first, deleted included."""
+    """Photos of a return (optionally of one source and item), oldest first, deleted included.
+
+    `with_embeddings=False` leaves the 1280-float embedding unread (loaded only if touched):
+    parsing it was most of the database time of an upload to a return with many photos.
+    """
     query = select(Photo).where(Photo.return_id == return_id)
+    if not with_embeddings:
+        query = query.options(defer(Photo.embedding))  # type: ignore[arg-type]
     if source is not None:
         query = query.where(Photo.source == source)
     if item_id is not None:

@@ -79,9 +79,7 @@ def photo_public(*, photo: Photo, grade: Inspection | None) -> PhotoPublic:
         created_at=photo.created_at,
         deleted=photo.deleted_at is not None,
         image_url=f"/v1/photos/{photo.id}/image" if stored else None,
-        annotated_url=f"/v1/photos/{photo.id}/annotated"
-        if stored and photo.annotated_blob_key
-        else None,
+        annotated_url=f"/v1/photos/{photo.id}/annotated" if stored and grade else None,
     )
 
 
@@ -208,7 +206,11 @@ def return_public(*, session: Session, ret: Return, for_customer: bool = False) 
     ]
     photos = photos_public(
         session=session,
-        photos=facts.return_photos(session=session, return_id=ret.id),  # type: ignore[arg-type]
+        photos=facts.return_photos(
+            session=session,
+            return_id=ret.id,  # type: ignore[arg-type]
+            with_embeddings=False,
+        ),
     )
     sources = ("inspector", "station", "customer") if ret.status in AFTER_RECEIPT else ("customer",)
     grade_row = facts.latest_item_grade(session=session, return_id=ret.id, sources=sources)  # type: ignore[arg-type]

@@ -31,9 +31,13 @@ class BlobStore:
             raise NotFound(f"no blob with key {key[:80]!r}")
         return self.root / key[:2] / key[2:4] / key
 
-    def put(self, data: bytes) -> str:
-        """Stores `data` durably and returns its key (its sha256)."""
-        key = hashlib.sha256(data).hexdigest()
+    def put(self, data: bytes, *, key: str | None = None) -> str:
+        """Stores `data` durably and returns its key (its sha256).
+
+        `key` is the sha256 the caller already computed of these very bytes (intake hashes
+        every photo), so a 3 MB photo is not hashed twice.
+        """
+        key = key or hashlib.sha256(data).hexdigest()
         path = self.path_for(key)
         if path.exists():
             return key

@@ -71,7 +71,11 @@ def test_audit_evidence_and_webhooks_of_a_real_return(
     with zipfile.ZipFile(io.BytesIO(pack.content)) as archive:
         document = json.loads(archive.read("evidence.json"))
         stored = [archive.read(p["files"]["original"]) for p in document["photos"]]
+        # annotated images are drawn into the pack from the originals and recorded grades
+        drawn = [archive.read(p["files"]["annotated"]) for p in document["photos"]]
     assert stored == [product_jpeg, cracked_jpeg]
+    assert all(png.startswith(b"\x89PNG") for png in drawn) and drawn[0] != drawn[1]
+    assert all(p["files"]["annotated"].endswith(".png") for p in document["photos"])
     photo = document["photos"][0]
     assert photo["sha256"] == hashlib.sha256(product_jpeg).hexdigest()
     assert document["return"]["id"] == return_id

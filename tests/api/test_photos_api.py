@@ -3,10 +3,12 @@ sources by status; privacy deletion keeps the audit fact but not the image; rete
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
@@ -101,6 +103,41 @@ def test_photos_accumulate_into_one_item_grade(api_client: TestClient) -> None:
     assert state["item_grade"]["grade"] == second.json()["item_grade"]["grade"]
     annotated = api_client.get(state["photos"][0]["annotated_url"], headers=STATION)
     assert annotated.status_code == 200 and annotated.content[:4] == b"\x89PNG"
+
+
+def test_annotated_and_heatmap_are_drawn_on_view_not_stored_at_upload(
+    api_client: TestClient, settings: Settings
+) -> None:
+    ret, token = open_return(api_client, create_order(api_client))
+    crack = make_photo_bytes(seed=3, defect="crack")
+    photo = upload_photos(
+        api_client, ret["id"], [crack], source="customer", headers=bearer(token)
+    ).json()["photos"][0]
+    # The upload stored the original only: one blob, no annotated key.
+    assert len(_blob_files(settings)) == 1
+    with Session(api_client.app.state.engine) as session:  # type: ignore[attr-defined]
+        assert session.get(Photo, photo["id"]).annotated_blob_key is None  # type: ignore[union-attr]
+
+    first = api_client.get(photo["annotated_url"], headers=bearer(token))
+    again = api_client.get(photo["annotated_url"], headers=STATION)
+    assert first.status_code == 200 and first.headers["content-type"] == "image/png"
+    assert first.content == again.content
+    drawn = Image.open(io.BytesIO(first.content))
+    # drawn on the analysis-size image, same shape as the photo
+    assert abs(drawn.width / drawn.height - photo["width"] / photo["height"]) < 0.01
+    heat = api_client.get(f"/v1/photos/{photo['id']}/heatmap", headers=STATION)
+    assert heat.status_code == 200 and heat.content[:4] == b"\x89PNG"
+    assert heat.content != first.content
+    # The heatmap is a staff tool; viewing writes nothing.
+    assert (
+        api_client.get(f"/v1/photos/{photo['id']}/heatmap", headers=bearer(token)).status_code
+        == 403
+    )
+    assert len(_blob_files(settings)) == 1
+
+    api_client.delete(f"/v1/customers/{ret['customer_id']}/photos", headers=ADMIN)
+    for path in (photo["annotated_url"], f"/v1/photos/{photo['id']}/heatmap"):
+        assert api_client.get(path, headers=STATION).status_code == 404
 
 
 def test_privacy_delete_erases_images_but_keeps_the_audit_fact(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from inspection.api.deps import SessionDep, StaffDep
@@ -56,13 +56,17 @@ def get_audit(ret: ReturnDep, session: SessionDep, _: StaffDep) -> AuditTrail:
     responses={200: {"content": {"application/zip": {}}, "description": "the evidence pack"}},
 )
 def get_evidence(
-    ret: ReturnDep, session: SessionDep, blobs: BlobsDep, principal: StaffDep
+    request: Request, ret: ReturnDep, session: SessionDep, blobs: BlobsDep, principal: StaffDep
 ) -> Response:
     """A zip with evidence.json (everything recorded about the return) and the photo files."""
     # A plain `def` endpoint: FastAPI runs it in the thread pool, so reading blobs, hashing and
     # zipping never block the event loop.
     pack = build_evidence(
-        session=session, return_id=ret.id or 0, blobs=blobs, generated_by=principal.actor
+        session=session,
+        return_id=ret.id or 0,
+        blobs=blobs,
+        generated_by=principal.actor,
+        pipeline=getattr(request.app.state, "grading", None),
     )
     return Response(
         content=evidence_zip(pack=pack),

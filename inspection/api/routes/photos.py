@@ -8,16 +8,19 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Path, Request, Response, UploadFile, status
 
-from inspection.api.deps import AdminDep, PrincipalDep, SessionDep
+from inspection.api.deps import AdminDep, PrincipalDep, SessionDep, StaffDep
 from inspection.errors import PhotoTooLarge, ServiceUnavailable
 from inspection.observability import PHOTOS_REJECTED
 from inspection.returns import photos as photo_service
 from inspection.returns import public
 from inspection.returns.deps import AppSettingsDep, BlobsDep, ReturnDep, ensure_can_see
+from inspection.returns.photos import RenderKind
 from inspection.returns.schemas import MAX_ID, PhotosAdded, PhotosDeleted
 from inspection.returns.service import get_return
+from inspection.store.models import Photo
 
 router = APIRouter(tags=["photos"])
+PRIVATE_CACHE = {"Cache-Control": "private, max-age=3600"}
 READ_CHUNK = 1024 * 1024
 
 
@@ -83,16 +86,22 @@ def add_photos(
     return PhotosAdded(photos=photos, item_grade=public.item_grade_public(result.item, photos))
 
 
-def _image(
-    *, photo_id: int, session: SessionDep, principal: PrincipalDep, blobs: BlobsDep, annotated: bool
-) -> Response:
+def _visible_photo(*, photo_id: int, session: SessionDep, principal: PrincipalDep) -> Photo:
     photo = photo_service.get_photo(session=session, photo_id=photo_id)
     ensure_can_see(principal=principal, ret=get_return(session=session, return_id=photo.return_id))
-    data = photo_service.photo_bytes(photo=photo, blobs=blobs, annotated=annotated)
-    media_type = "image/png" if annotated else photo.content_type
-    return Response(
-        content=data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"}
+    return photo
+
+
+def _png(
+    request: Request, *, photo: Photo, session: SessionDep, blobs: BlobsDep, kind: RenderKind
+) -> Response:
+    pipeline = getattr(request.app.state, "grading", None)
+    if pipeline is None:
+        raise ServiceUnavailable("the grading models are not loaded", hint="retry shortly")
+    data = photo_service.rendered_image(
+        session=session, photo=photo, blobs=blobs, pipeline=pipeline, kind=kind
     )
+    return Response(content=data, media_type="image/png", headers=PRIVATE_CACHE)
 
 
 @router.get("/photos/{photo_id}/image", response_class=Response)
@@ -103,22 +112,35 @@ def photo_image(
     blobs: BlobsDep,
 ) -> Response:
     """The original photo as uploaded."""
-    return _image(
-        photo_id=photo_id, session=session, principal=principal, blobs=blobs, annotated=False
-    )
+    photo = _visible_photo(photo_id=photo_id, session=session, principal=principal)
+    data = photo_service.photo_bytes(photo=photo, blobs=blobs)
+    return Response(content=data, media_type=photo.content_type, headers=PRIVATE_CACHE)
 
 
 @router.get("/photos/{photo_id}/annotated", response_class=Response)
 def photo_annotated(
+    request: Request,
     photo_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     session: SessionDep,
     principal: PrincipalDep,
     blobs: BlobsDep,
 ) -> Response:
-    """The photo with defect boxes and labels drawn on it."""
-    return _image(
-        photo_id=photo_id, session=session, principal=principal, blobs=blobs, annotated=True
-    )
+    """The photo with defect boxes, labels and the grade banner drawn on it (PNG)."""
+    photo = _visible_photo(photo_id=photo_id, session=session, principal=principal)
+    return _png(request, photo=photo, session=session, blobs=blobs, kind="annotated")
+
+
+@router.get("/photos/{photo_id}/heatmap", response_class=Response)
+def photo_heatmap(
+    request: Request,
+    photo_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    session: SessionDep,
+    principal: StaffDep,
+    blobs: BlobsDep,
+) -> Response:
+    """Where the grader saw damage (occlusion heatmap over the photo, PNG); staff only."""
+    photo = _visible_photo(photo_id=photo_id, session=session, principal=principal)
+    return _png(request, photo=photo, session=session, blobs=blobs, kind="heatmap")
 
 
 @router.delete("/customers/{customer_id}/photos", response_model=PhotosDeleted)
