@@ -261,7 +261,7 @@ def server_log_errors(path: Path) -> Counter[str]:
     return found
 
 
-def run(*, minutes: float, concurrency: int) -> tuple[str, bool]:
+def run(*, minutes: float, concurrency: int, keep_log: Path | None = None) -> tuple[str, bool]:
     """Runs the soak; returns the markdown and whether it passed."""
     random.seed(0)
     notes: list[str] = []
@@ -298,6 +298,9 @@ def run(*, minutes: float, concurrency: int) -> tuple[str, bool]:
             sampler.join(10)
             elapsed = time.monotonic() - started
         server_errors = server_log_errors(server.log_path)
+        if keep_log is not None:
+            # The whole log, tracebacks included, outlives the throwaway server folder.
+            shutil.copyfile(server.log_path, keep_log)
     finally:
         stop.set()
         shutil.rmtree(work, ignore_errors=True)
@@ -365,9 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--keep-log", type=Path, default=None, help="copy the server's log (tracebacks) here"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    text, passed = run(minutes=args.minutes, concurrency=args.concurrency)
+    text, passed = run(minutes=args.minutes, concurrency=args.concurrency, keep_log=args.keep_log)
     path = write_result("soak", text)
     sys.stdout.write(text + f"\n\n(written to {path.relative_to(REPO)})\n")
     return 0 if passed else 1
