@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 Grade = Literal["resell", "refurbish", "reject"]
 PhotoSource = Literal["customer", "station"]
+PhotoView = Literal["image", "annotated", "heatmap"]
 # (file name, bytes, MIME type): what st.file_uploader / st.camera_input give us.
 PhotoFile = tuple[str, bytes, str]
 
@@ -254,9 +255,9 @@ class InspectionApi:
 
     # -- photos -----------------------------------------------------------------------------
 
-    def photo_bytes(self, photo_id: int, *, annotated: bool = True) -> bytes:
-        """GET /v1/photos/{id}/annotated (defect boxes drawn) or /image (the original)."""
-        kind = "annotated" if annotated else "image"
+    def photo_bytes(self, photo_id: int, *, kind: PhotoView = "annotated") -> bytes:
+        """GET /v1/photos/{id}/annotated (defect boxes drawn), /image (the original) or
+        /heatmap (where the grader saw damage; staff only)."""
         return self._send("GET", f"/v1/photos/{photo_id}/{kind}").content
 
     def return_label(self, return_id: int) -> bytes:

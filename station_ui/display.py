@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import streamlit as st
 
-from station_ui.client import JSON, ApiError, InspectionApi
+from station_ui.client import JSON, ApiError, InspectionApi, PhotoView
 
 T = TypeVar("T")
 
@@ -104,18 +104,20 @@ def call_api(action: str, fn: Callable[[], T]) -> T | None:
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=256)
 def _photo_bytes(
-    base_url: str, api_key: str | None, customer_token: str | None, photo_id: int, annotated: bool
+    base_url: str, api_key: str | None, customer_token: str | None, photo_id: int, kind: PhotoView
 ) -> bytes:
     # Photos never change once stored, so caching by id saves a round trip on every rerun.
     # The credentials are part of the key so one caller's cached image never serves another.
     api = InspectionApi(base_url, api_key=api_key, customer_token=customer_token)
-    return api.photo_bytes(photo_id, annotated=annotated)
+    return api.photo_bytes(photo_id, kind=kind)
 
 
-def photo_image(api: InspectionApi, photo_id: int, *, annotated: bool = True) -> bytes | None:
-    """The photo's bytes (with defect boxes when annotated), or None if it cannot be fetched."""
+def photo_image(
+    api: InspectionApi, photo_id: int, *, kind: PhotoView = "annotated"
+) -> bytes | None:
+    """The photo's bytes (defect boxes drawn by default), or None if it cannot be fetched."""
     try:
-        return _photo_bytes(api.base_url, api.api_key, api.customer_token, photo_id, annotated)
+        return _photo_bytes(api.base_url, api.api_key, api.customer_token, photo_id, kind)
     except ApiError as error:
         st.caption(f"photo {photo_id} not shown: {error.message}")
         return None

@@ -91,6 +91,15 @@ def _draw_queue_entry(api: InspectionApi, rank: int, entry: JSON) -> None:
             image = photo_image(api, photo_id)
             if image is not None:
                 st.image(image, caption=f"photo {photo_id} with defects drawn", width="stretch")
+            # Drawn on demand (a dozen grader runs), so only when asked for.
+            if st.toggle("Where the grader looked", key=f"heatmap_{photo_id}"):
+                heat = photo_image(api, photo_id, kind="heatmap")
+                if heat is not None:
+                    st.image(
+                        heat,
+                        caption="hot = the regions that pushed the grade towards reject",
+                        width="stretch",
+                    )
         with right:
             st.markdown(f"**Why it is here:** {reasons or '–'}")
             st.markdown(f"**Model confidence:** {format_percent(entry.get('confidence'))}")

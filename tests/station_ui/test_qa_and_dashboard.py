@@ -46,6 +46,14 @@ def test_qa_queue_ranked_relabel_confusion_and_export(
     assert any(ret["rma"] in t for t in titles)
 
     photo_id = ours[0]["photo_id"]
+    # The heatmap is drawn only when asked for, from the real API.
+    shown_images = len(at.get("image"))
+    at.toggle(key=f"heatmap_{photo_id}").set_value(True).run()
+    assert_no_errors(at)
+    assert len(at.get("image")) == shown_images + 1
+    captions = [str(image.proto) for image in at.get("image")]
+    assert sum("pushed the grade towards reject" in c for c in captions) == 1
+
     save = f"relabel_{photo_id}"
     click_in_form(at, save, "Save label")
     assert "a relabel needs a reason" in " ".join(e.value for e in at.error)
