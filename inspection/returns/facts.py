@@ -233,13 +233,15 @@ def photo_matches(
     """Near-identical photos on other returns: close perceptual hash or embedding."""
     if not photos:
         return []
-    # Every other return's photo is a candidate; deleted photos keep their hashes for this.
+    # Every other return's customer photo is a candidate; deleted photos keep their hashes for
+    # this. Station photos are not: a customer never sees them, and the station's fixed camera
+    # and backdrop make every unit of a model look alike, which read as "reuse" before.
     candidates = session.exec(
         select(  # type: ignore[call-overload]
             Photo.id, Photo.return_id, Photo.phash, Photo.embedding, Return.customer_id
         )
         .join(Return, col(Return.id) == Photo.return_id)
-        .where(Photo.return_id != ret.id)
+        .where(Photo.return_id != ret.id, Photo.source == "customer")
     ).all()
     matches: list[PhotoMatch] = []
     for photo in photos:

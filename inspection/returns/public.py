@@ -182,6 +182,11 @@ def _allowed_actions(
         due = (decision.refund_quote or {}).get("amount_cents", 0) if decision else 0
         if due > 0 and "close" in actions:
             actions.remove("close")
+        if decision is not None and decision.outcome == "needs_review":
+            # the refund is held until QA or an admin decides
+            actions = [a for a in actions if a != "refund"] + ["decide"]
+        elif due == 0 and "refund" in actions:
+            actions.remove("refund")
     return actions
 
 

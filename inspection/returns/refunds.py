@@ -167,6 +167,20 @@ def _claim_outcome(*, session: Session, ret: Return) -> str | None:
     return row.outcome if row else None
 
 
+def _ensure_not_held(*, session: Session, ret: Return) -> None:
+    """An inspection decision of `needs_review` (fraud signals, value above the auto-approve
+    limit) holds the money until QA or an admin decides; the station cannot pay past it."""
+    decision = service.latest_decision(session=session, return_id=ret.id)  # type: ignore[arg-type]
+    if decision is not None and decision.outcome == "needs_review":
+        raise Conflict(
+            "the inspection decision is waiting for a reviewer, so no refund can be released yet",
+            hint="QA or an admin decides with POST /v1/returns/{id}/decision "
+            "(approve releases the refund, reject closes the return unpaid)",
+            code="refund_on_hold",
+            details={"current_status": ret.status, "reason_codes": list(decision.reason_codes)},
+        )
+
+
 def _retry(*, session: Session, refund: Refund, actor: str) -> Refund:
     """Marks a failed (or stale pending) refund pending again for one more attempt; commits."""
     before = refund.status
@@ -232,6 +246,8 @@ def _reserve(
                 action="release a refund for",
                 allowed=["inspected"],
             )
+        if ret.status == "inspected":
+            _ensure_not_held(session=session, ret=ret)
         amount, currency = _amount(session=session, ret=ret, policy=policy)
         if amount <= 0:
             raise Conflict(

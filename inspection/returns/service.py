@@ -25,7 +25,7 @@ from inspection.decisions.types import (
     RefundQuote,
     Stage,
 )
-from inspection.errors import Conflict, InvalidInput, NotFound
+from inspection.errors import Conflict, Forbidden, InvalidInput, NotFound
 from inspection.observability import DECISIONS, REVIEWS
 from inspection.returns import facts
 from inspection.returns.audit import record_event
@@ -568,22 +568,58 @@ def latest_decision(*, session: Session, return_id: int) -> DecisionRecord | Non
 
 
 def override_decision(
-    *, session: Session, ret: Return, body: DecisionOverride, actor: str
+    *, session: Session, ret: Return, body: DecisionOverride, actor: str, role: str = "admin"
 ) -> Return:
-    """A person decides a return the engine sent to review."""
+    """A person decides a return the engine sent to review: a claim (status `needs_review`),
+    or an inspection whose decision was `needs_review` (status `inspected`, refund on hold).
+
+    The second kind is a fraud or value check on money about to move, so the station that
+    inspected the item may not clear it: that takes QA or an admin.
+    """
     lock_return(session=session, ret=ret)
-    ensure_status(ret=ret, allowed=("needs_review",), action="decide")
+    ensure_status(ret=ret, allowed=("needs_review", "inspected"), action="decide")
     previous = latest_decision(session=session, return_id=ret.id)  # type: ignore[arg-type]
-    outcome = "approve" if body.outcome == "approve" else "ineligible"
+    at_inspection = ret.status == "inspected"
+    if at_inspection:
+        if previous is None or previous.outcome != "needs_review":
+            raise Conflict(
+                "this return's inspection decision is not waiting for a reviewer",
+                hint="release the refund or close the return instead",
+                code="nothing_to_decide",
+                details={"current_status": ret.status},
+            )
+        if role not in ("qa", "admin"):
+            raise Forbidden(
+                "a refund held for review is cleared by QA or an admin, not the station",
+                hint="ask a QA reviewer to decide this return",
+            )
+    quote = (
+        RefundQuote.model_validate(previous.refund_quote)
+        if previous and previous.refund_quote
+        else None
+    )
+    if at_inspection and body.outcome == "reject" and quote is not None:
+        # Rejected after inspection: nothing is paid, and the return can be closed.
+        quote = quote.model_copy(
+            update={
+                "amount_cents": 0,
+                "deductions": [
+                    *quote.deductions,
+                    {"reason": "rejected on review", "amount_cents": quote.amount_cents},
+                ],
+            }
+        )
+    if at_inspection:
+        outcome = "approve_refund" if body.outcome == "approve" else "ineligible"
+    else:
+        outcome = "approve" if body.outcome == "approve" else "ineligible"
     decision = Decision(
         outcome=outcome,  # type: ignore[arg-type]
-        stage="claim",
+        stage="inspection" if at_inspection else "claim",
         reason_codes=[f"manual_{body.outcome}"],
         messages=[body.reason],
         fraud_score=previous.fraud_score if previous else 0.0,
-        refund=RefundQuote.model_validate(previous.refund_quote)
-        if previous and previous.refund_quote
-        else None,
+        refund=quote,
         policy_version=previous.policy_version if previous else "manual",
         model_version=previous.model_version if previous else None,
         inputs={"previous_decision_id": previous.id if previous else None, "reason": body.reason},
@@ -596,7 +632,9 @@ def override_decision(
         decided_by=actor,
         actor=actor,
     )
-    if body.outcome == "approve":
+    if at_inspection:
+        pass  # stays inspected: the station releases the refund (approve) or closes (reject)
+    elif body.outcome == "approve":
         _approve(session=session, ret=ret, actor=actor, reason=body.reason)
     else:
         transition(session=session, ret=ret, to="rejected", actor=actor, reason=body.reason)

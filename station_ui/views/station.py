@@ -420,6 +420,15 @@ def _draw_refund(api: InspectionApi, ret: JSON) -> None:
                 f"idempotency key {refund.get('idempotency_key')}"
             )
         return
+    decision = ret.get("decision") or {}
+    if ret.get("status") == "inspected" and decision.get("outcome") == "needs_review":
+        # The API refuses the release (409 refund_on_hold) until QA or an admin decides.
+        reasons = ", ".join(decision.get("reason_codes") or []) or "no reason recorded"
+        st.warning(
+            f"Refund on hold: the inspection decision needs a reviewer ({reasons}). "
+            "QA decides on the QA page; the refund can be released after an approval."
+        )
+        return
     if "refund" not in allowed_actions(ret):
         return
     quote = call_api("get the refund quote", lambda: api.refund_quote(return_id))

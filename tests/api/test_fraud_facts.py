@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.fixtures.database import QA, bearer, create_order, open_return, upload_photos
+from tests.fixtures.database import (
+    QA,
+    STATION,
+    bearer,
+    create_order,
+    open_return,
+    return_in_status,
+    upload_photos,
+)
 from tests.fixtures.images import make_photo_bytes
 
 
@@ -100,3 +108,22 @@ def test_ids_out_of_range_and_nul_text_are_4xx_not_500(api_client: TestClient) -
     assert [r.status_code for r in responses] == [422, 422, 422, 422, 422, 422, 422], [
         r.text for r in responses
     ]
+
+
+def test_station_photos_of_other_returns_are_not_reuse_candidates(
+    api_client: TestClient,
+) -> None:
+    # The station's camera photographs every unit of a model the same way; a customer photo
+    # that looks like one is not a reused photo (customers never see station photos).
+    photo = make_photo_bytes(seed=71, kind="mug")
+    first, _ = return_in_status(api_client, "label_sent", category="hard_goods")
+    station = upload_photos(api_client, first["id"], [photo], source="station", headers=STATION)
+    assert station.status_code == 201, station.text
+    second, token = open_return(api_client, create_order(api_client, category="hard_goods"))
+    upload_photos(api_client, second["id"], [photo], source="customer", headers=bearer(token))
+
+    api_client.post(f"/v1/returns/{second['id']}/submit", headers=bearer(token))
+
+    decided = api_client.get(f"/v1/returns/{second['id']}", headers=QA).json()
+    signals = {s["reason_code"] for s in decided["decision"]["fraud_signals"]}
+    assert "photo_reuse" not in signals and "photo_reuse_same_customer" not in signals

@@ -20,7 +20,7 @@ from inspection.returns.signing import verify_signature
 from inspection.settings import RefundSettings, Settings
 from inspection.store.models import Refund
 from inspection.store.records import AuditEvent, OutboxEvent
-from tests.fixtures.database import INTEGRATION, STATION, bearer, return_in_status
+from tests.fixtures.database import INTEGRATION, QA, STATION, bearer, return_in_status
 
 CONCURRENT_RELEASES = 24
 PAYMENT_SECRET = "test-payment-secret"
@@ -347,3 +347,59 @@ def test_new_key_after_a_failed_payment_retries_the_same_refund(
     assert {c["headers"].get("Idempotency-Key") for c in receiver.calls} == {"first-try"}
     assert len(receiver.successful()) == 1
     assert len(_refund_rows(webhook_client, ret["id"])) == 1
+
+
+def test_refund_held_at_inspection_waits_for_qa_not_the_station(api_client: TestClient) -> None:
+    """Above the auto-approve limit the inspection decision is needs_review: the station
+    cannot pay past it; QA approves (refund released once) or rejects (closed unpaid)."""
+    for verdict in ("approve", "reject"):
+        ret, _ = return_in_status(api_client, "inspected", price_cents=60_000, clear_review=False)
+        rid = ret["id"]
+        assert ret["decision"]["outcome"] == "needs_review", ret["decision"]
+        assert "decide" in ret["allowed_actions"] and "refund" not in ret["allowed_actions"]
+
+        held = api_client.post(f"/v1/returns/{rid}/refund", headers=STATION)
+        assert held.status_code == 409, held.text
+        error = held.json()["error"]
+        assert error["code"] == "refund_on_hold" and "/decision" in error["hint"]
+        assert "above_auto_approve_limit" in error["details"]["reason_codes"]
+        by_station = api_client.post(
+            f"/v1/returns/{rid}/decision",
+            json={"outcome": "approve", "reason": "looks fine to me"},
+            headers=STATION,
+        )
+        assert by_station.status_code == 403, by_station.text
+        with Session(api_client.app.state.engine) as session:  # type: ignore[attr-defined]
+            assert not session.exec(select(Refund).where(Refund.return_id == rid)).all()
+
+        decided = api_client.post(
+            f"/v1/returns/{rid}/decision",
+            json={"outcome": verdict, "reason": "serial number matches the order"},
+            headers=QA,
+        )
+        assert decided.status_code == 200, decided.text
+        state = decided.json()
+        assert state["status"] == "inspected"
+        assert state["decision"]["outcome"] == (
+            "approve_refund" if verdict == "approve" else "ineligible"
+        )
+        again = api_client.post(
+            f"/v1/returns/{rid}/decision",
+            json={"outcome": verdict, "reason": "second click"},
+            headers=QA,
+        )
+        assert again.status_code == 409 and again.json()["error"]["code"] == "nothing_to_decide"
+        refund = api_client.post(f"/v1/returns/{rid}/refund", headers=STATION)
+        if verdict == "approve":
+            assert refund.status_code == 201, refund.text
+            assert refund.json()["amount_cents"] == ret["decision"]["refund"]["amount_cents"] > 0
+            assert "refund" in state["allowed_actions"] and "close" not in state["allowed_actions"]
+        else:
+            assert refund.status_code == 409, refund.text
+            assert refund.json()["error"]["code"] == "nothing_to_refund"
+            assert state["allowed_actions"] == ["close"]
+            closed = api_client.post(f"/v1/returns/{rid}/close", headers=STATION)
+            assert closed.status_code == 200 and closed.json()["status"] == "closed"
+        with Session(api_client.app.state.engine) as session:  # type: ignore[attr-defined]
+            paid = session.exec(select(Refund).where(Refund.return_id == rid)).all()
+        assert len(paid) == (1 if verdict == "approve" else 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import sqlite3
 import threading
@@ -252,13 +253,18 @@ def test_kill_during_upload_loses_no_acknowledged_photo(live_server: LiveServer)
 # --- kill -9 during a refund release -------------------------------------------------------
 
 
+_PHOTO_SEEDS = itertools.count(7, 10)
+
+
 def _to_inspected(client: httpx.Client) -> dict[str, Any]:
     """Walks a return through the lifecycle to `inspected` (refund allowed)."""
     ret, token = _open_return(client, price_cents=12_000)
-    photo = make_photo_bytes(width=800, height=600, seed=7)
+    # Photos of its own (the same photos on every return is photo reuse, held for review).
+    first = next(_PHOTO_SEEDS)
+    photo = make_photo_bytes(width=800, height=600, seed=first)
     rid = ret["id"]
     # Policies ask for several photos of some categories; three covers them all.
-    customer_photos = [make_photo_bytes(width=800, height=600, seed=s) for s in (7, 8, 9)]
+    customer_photos = [make_photo_bytes(width=800, height=600, seed=first + s) for s in range(3)]
     up = client.post(
         f"/v1/returns/{rid}/photos",
         files=[("files", (f"c{i}.jpg", p, "image/jpeg")) for i, p in enumerate(customer_photos)],
@@ -291,6 +297,14 @@ def _to_inspected(client: httpx.Client) -> dict[str, Any]:
     )
     assert inspected.status_code == 200, inspected.text
     assert inspected.json()["status"] == "inspected"
+    if inspected.json()["decision"]["outcome"] == "needs_review":
+        # fraud signals held the refund: a reviewer clears it, as QA would
+        inspected = client.post(
+            f"/v1/returns/{rid}/decision",
+            json={"outcome": "approve", "reason": "reviewed on the bench"},
+            headers=ADMIN,
+        )
+        assert inspected.status_code == 200, inspected.text
     return inspected.json()
 
 
@@ -442,11 +456,6 @@ def test_webhooks_survive_a_receiver_outage_and_a_server_kill(live_server: LiveS
 # --- concurrent writers ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (intermittent, load-dependent): a refund released while other writers "
-    "hold SQLite's lock can answer 500 'database is locked'; the soak hits it every run",
-)
 def test_concurrent_refunds_and_uploads_never_answer_500(
     live_server: LiveServer, payment_service: SlowPaymentService
 ) -> None:

@@ -6,6 +6,7 @@ the UI against the same service a station would talk to, never a fake.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import uuid
@@ -87,6 +88,9 @@ def station_photo(*, seed: int = 40, defect: str | None = "crack") -> bytes:
     return make_photo_bytes(seed=seed, defect=defect)
 
 
+_CUSTOMER_SEEDS = itertools.count(20, 10)
+
+
 class Seeder:
     """Creates orders and moves returns along their lifecycle through the real API."""
 
@@ -149,9 +153,11 @@ class Seeder:
         return opened["return"], opened["customer_token"]
 
     def customer_photos(self, return_id: int, token: str, *, count: int = 2) -> JSON:
-        """Uploads `count` distinct customer photos."""
+        """Uploads `count` customer photos no other return has (the same photos on every
+        return would be photo reuse, which holds refunds for review)."""
+        first = next(_CUSTOMER_SEEDS)
         files = [
-            ("files", (f"customer-{i}.jpg", customer_photo(seed=20 + i), "image/jpeg"))
+            ("files", (f"customer-{i}.jpg", customer_photo(seed=first + i), "image/jpeg"))
             for i in range(count)
         ]
         return self._ok(

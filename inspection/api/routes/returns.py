@@ -117,9 +117,12 @@ def submit(
 def decide(
     body: DecisionOverride, ret: ReturnDep, session: SessionDep, principal: PrincipalDep
 ) -> ReturnPublic:
-    """A person approves or rejects a return waiting in review."""
+    """A person approves or rejects a return waiting in review (a claim, or a refund held at
+    inspection: that one only QA or an admin may clear)."""
     require(principal, "qa", "station")
-    ret = service.override_decision(session=session, ret=ret, body=body, actor=principal.actor)
+    ret = service.override_decision(
+        session=session, ret=ret, body=body, actor=principal.actor, role=principal.role
+    )
     return public.return_public(session=session, ret=ret)
 
 
