@@ -210,10 +210,26 @@ class Soak:
             (f"/v1/returns/{rid}/close", None, (200,)),
         ]
         for path, payload, ok in steps:
-            if not await self._check(
+            state = await self._check(
                 "refund", await client.post(path, json=payload, headers=STATION), *ok
-            ):
+            )
+            if not state:
                 return
+            decision = (state.get("decision") if isinstance(state, dict) else None) or {}
+            if path.endswith("/inspection") and decision.get("outcome") == "needs_review":
+                # The same few photos on every return look like photo reuse: the refund is
+                # held until a reviewer clears it, as QA would.
+                self.counts["refund_held_for_review"] += 1
+                if not await self._check(
+                    "refund",
+                    await client.post(
+                        f"/v1/returns/{rid}/decision",
+                        json={"outcome": "approve", "reason": "soak test review"},
+                        headers=ADMIN,
+                    ),
+                    200,
+                ):
+                    return
 
     async def client_loop(self, deadline: float) -> None:
         actions = list(MIX)
@@ -335,7 +351,9 @@ def run(*, minutes: float, concurrency: int, keep_log: Path | None = None) -> tu
             [[a, soak.counts[a], soak.errors[a]] for a in MIX],
         ),
         "",
-        f"Returns opened: {len(soak.returns)}; photos stored: {len(soak.photo_ids)}.",
+        f"Returns opened: {len(soak.returns)}; photos stored: {len(soak.photo_ids)}; refund "
+        f"walks held for review at inspection and cleared by a reviewer: "
+        f"{soak.counts['refund_held_for_review']}.",
         "",
         "Server RSS (MB) per minute:",
         "",

@@ -210,10 +210,7 @@ def hamming(a: str, b: str) -> int:
 
 
 def _similarities(mine: list[float] | None, others: list[list[float] | None]) -> dict[int, float]:
-    """Cosine similarity of `mine` to each comparable embedding in `others`, by index.
-
-    One matrix product instead of a loop: the candidate set is every other return's photo.
-    """
+    """Cosine similarity of `mine` to each comparable embedding in `others`, by index."""
     if not mine:
         return {}
     indexes = [i for i, e in enumerate(others) if e and len(e) == len(mine)]
@@ -227,6 +224,12 @@ def _similarities(mine: list[float] | None, others: list[list[float] | None]) ->
     return {i: round(float(v), 6) for i, v in zip(indexes, sims, strict=True)}
 
 
+# Candidates are read this many at a time: the embeddings are JSON, and holding every stored
+# customer photo's 1280 floats at once grew the server's memory with the database (the soak's
+# RSS climbed with each return opened).
+MATCH_CHUNK = 256
+
+
 def photo_matches(
     *, session: Session, ret: Return, photos: list[Photo], min_similarity: float
 ) -> list[PhotoMatch]:
@@ -236,35 +239,40 @@ def photo_matches(
     # Every other return's customer photo is a candidate; deleted photos keep their hashes for
     # this. Station photos are not: a customer never sees them, and the station's fixed camera
     # and backdrop make every unit of a model look alike, which read as "reuse" before.
-    candidates = session.exec(
+    query = (
         select(  # type: ignore[call-overload]
             Photo.id, Photo.return_id, Photo.phash, Photo.embedding, Return.customer_id
         )
         .join(Return, col(Return.id) == Photo.return_id)
         .where(Photo.return_id != ret.id, Photo.source == "customer")
-    ).all()
+        .order_by(col(Photo.id))
+        .execution_options(yield_per=MATCH_CHUNK)
+    )
     matches: list[PhotoMatch] = []
-    for photo in photos:
-        similarities = _similarities(photo.embedding, [c[3] for c in candidates])
-        for index, (other_id, other_return, other_phash, _, other_customer) in enumerate(
-            candidates
-        ):
-            distance = hamming(photo.phash, other_phash)
-            similarity = similarities.get(index)
-            if distance <= PHASH_SEARCH_RADIUS or (
-                similarity is not None and similarity >= min_similarity
+    for candidates in session.exec(query).partitions(MATCH_CHUNK):
+        embeddings = [c[3] for c in candidates]
+        for photo in photos:
+            similarities = _similarities(photo.embedding, embeddings)
+            for index, (other_id, other_return, other_phash, _, other_customer) in enumerate(
+                candidates
             ):
-                matches.append(
-                    PhotoMatch(
-                        photo_id=photo.id,  # type: ignore[arg-type]
-                        matched_photo_id=other_id,
-                        matched_return_id=other_return,
-                        matched_customer_id=other_customer,
-                        same_customer=other_customer == ret.customer_id,
-                        phash_distance=distance,
-                        embedding_similarity=similarity,
+                distance = hamming(photo.phash, other_phash)
+                similarity = similarities.get(index)
+                if distance <= PHASH_SEARCH_RADIUS or (
+                    similarity is not None and similarity >= min_similarity
+                ):
+                    matches.append(
+                        PhotoMatch(
+                            photo_id=photo.id,  # type: ignore[arg-type]
+                            matched_photo_id=other_id,
+                            matched_return_id=other_return,
+                            matched_customer_id=other_customer,
+                            same_customer=other_customer == ret.customer_id,
+                            phash_distance=distance,
+                            embedding_similarity=similarity,
+                        )
                     )
-                )
+    matches.sort(key=lambda m: (m.photo_id, m.matched_photo_id))
     return matches
 
 

@@ -3,8 +3,10 @@ another customer's return routes the claim to review with the match as evidence.
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
+from inspection.returns import facts
 from tests.fixtures.database import (
     QA,
     STATION,
@@ -127,3 +129,25 @@ def test_station_photos_of_other_returns_are_not_reuse_candidates(
     decided = api_client.get(f"/v1/returns/{second['id']}", headers=QA).json()
     signals = {s["reason_code"] for s in decided["decision"]["fraud_signals"]}
     assert "photo_reuse" not in signals and "photo_reuse_same_customer" not in signals
+
+
+def test_photo_reuse_search_reads_candidates_in_chunks(
+    api_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One candidate per chunk: matches on earlier returns are all found, each once.
+    monkeypatch.setattr(facts, "MATCH_CHUNK", 1)
+    photo = make_photo_bytes(seed=81, kind="mug")
+    earlier = []
+    for _ in range(2):
+        ret, token = open_return(api_client, create_order(api_client, category="hard_goods"))
+        upload_photos(api_client, ret["id"], [photo], source="customer", headers=bearer(token))
+        earlier.append(ret["id"])
+    third, token = open_return(api_client, create_order(api_client, category="hard_goods"))
+    upload_photos(api_client, third["id"], [photo], source="customer", headers=bearer(token))
+
+    api_client.post(f"/v1/returns/{third['id']}/submit", headers=bearer(token))
+
+    decided = api_client.get(f"/v1/returns/{third['id']}", headers=QA).json()
+    signals = {s["reason_code"]: s for s in decided["decision"]["fraud_signals"]}
+    matched = [m["matched_return_id"] for m in signals["photo_reuse"]["evidence"]["matches"]]
+    assert sorted(matched) == sorted(earlier)
