@@ -151,6 +151,10 @@ def _lock_return(*, session: Session, return_id: int) -> Return:
 
 def _amount(*, session: Session, ret: Return, policy: Policy) -> tuple[int, str]:
     decision = service.latest_decision(session=session, return_id=ret.id)  # type: ignore[arg-type]
+    if decision is not None and decision.outcome == "ineligible":
+        # A failed policy rule at inspection (say the policy changed since the claim) carries no
+        # quote; falling back to the policy's price would pay a return the decision refused.
+        return 0, service.refund_quote(session=session, ret=ret, policy=policy).currency
     if decision is not None and decision.refund_quote:
         quote = decision.refund_quote
         return int(quote["amount_cents"]), str(quote["currency"])

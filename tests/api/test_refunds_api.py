@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from inspection.api.main import create_app
 from inspection.returns.signing import verify_signature
 from inspection.settings import RefundSettings, Settings
-from inspection.store.models import Refund
+from inspection.store.models import DecisionRecord, Refund
 from inspection.store.records import AuditEvent, OutboxEvent
 from tests.fixtures.database import INTEGRATION, QA, STATION, bearer, return_in_status
 
@@ -403,3 +403,37 @@ def test_refund_held_at_inspection_waits_for_qa_not_the_station(api_client: Test
         with Session(api_client.app.state.engine) as session:  # type: ignore[attr-defined]
             paid = session.exec(select(Refund).where(Refund.return_id == rid)).all()
         assert len(paid) == (1 if verdict == "approve" else 0)
+
+
+def test_ineligible_inspection_decision_pays_nothing(api_client: TestClient) -> None:
+    """An inspection decision of `ineligible` carries no quote; the refund must not fall back to
+    the policy's price (that would pay a return the decision refused)."""
+    ret, _ = return_in_status(api_client, "inspected")
+    rid = ret["id"]
+    engine = api_client.app.state.engine  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        # what the engine writes when a policy rule fails at inspection (the policy changed
+        # between the claim and the inspection, e.g. a shorter window for the category)
+        session.add(
+            DecisionRecord(
+                return_id=rid,
+                outcome="ineligible",
+                stage="inspection",
+                reason_codes=["outside_return_window"],
+                messages=["returned 45 days after delivery; the window is 30 days"],
+                refund_quote=None,
+                policy_version="test",
+                decided_by="model",
+            )
+        )
+        session.commit()
+
+    refused = api_client.post(f"/v1/returns/{rid}/refund", headers=STATION)
+
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "nothing_to_refund"
+    assert "close" in refused.json()["error"]["hint"]
+    with Session(engine) as session:
+        assert not session.exec(select(Refund).where(Refund.return_id == rid)).all()
+    state = api_client.get(f"/v1/returns/{rid}", headers=STATION).json()
+    assert state["allowed_actions"] == ["close"]
