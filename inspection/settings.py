@@ -74,6 +74,9 @@ class IntakeSettings(BaseSettings):
     max_bytes: int = Field(default=15 * MEGABYTE, ge=1024)
     max_pixels: int = Field(default=60_000_000, ge=10_000)
     max_photos_per_request: int = Field(default=10, ge=1, le=50)
+    # Per return and source (customer / station): enough for every angle of a multi-item return,
+    # and a bound on what one customer token can put in the blob store.
+    max_photos_per_return: int = Field(default=40, ge=1, le=1000)
     # Longest side kept in memory for analysis; originals are stored untouched.
     analysis_max_side: int = Field(default=1024, ge=224)
 

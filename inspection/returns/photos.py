@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from inspection.decisions.types import UnitComparison
-from inspection.errors import Forbidden, InvalidInput, NotFound, ServiceUnavailable
+from inspection.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from inspection.grading.aggregate import combine_photo_grades
 from inspection.grading.types import (
     Defect,
@@ -89,6 +89,25 @@ def _check_source(*, ret: Return, source: str, role: str) -> None:
     ensure_status(ret=ret, allowed=SOURCE_STATUSES[source], action=f"add {source} photos to")
 
 
+def _check_photo_room(
+    *, session: Session, ret: Return, source: str, adding: int, limit: int
+) -> None:
+    """409 when this request would take the return's photos of `source` past the limit."""
+    have = session.exec(
+        select(func.count())
+        .select_from(Photo)
+        .where(Photo.return_id == ret.id, Photo.source == source)
+    ).one()
+    if have + adding > limit:
+        raise Conflict(
+            f"this return already has {have} {source} photo(s); {adding} more would pass the "
+            f"limit of {limit}",
+            hint=f"send at most {max(0, limit - have)} more, or ask staff if more views are needed",
+            code="photo_limit_reached",
+            details={"max_photos_per_return": limit, "already": have, "sent": adding},
+        )
+
+
 def add_photos(
     *,
     session: Session,
@@ -101,6 +120,7 @@ def add_photos(
     pipeline: Any,
     blobs: BlobStore,
     max_photos: int,
+    max_per_return: int = 40,
 ) -> PhotosResult:
     """Checks, grades and stores photos; a rejected file rejects the request and writes nothing."""
     _check_source(ret=ret, source=source, role=role)
@@ -109,6 +129,11 @@ def add_photos(
             f"send between 1 and {max_photos} photos per request ({len(uploads)} sent)",
             hint="split the photos over several requests",
         )
+    # Checked before the models run (cheap refusal) and again under the write lock (two
+    # requests racing past the first check cannot both land).
+    _check_photo_room(
+        session=session, ret=ret, source=source, adding=len(uploads), limit=max_per_return
+    )
     items = session.exec(select(ReturnItem).where(ReturnItem.return_id == ret.id)).all()
     item = None
     if return_item_id is not None:
@@ -161,6 +186,9 @@ def add_photos(
     item_id = item.id if item else None
     lock_return(session=session, ret=ret)
     _check_source(ret=ret, source=source, role=role)
+    _check_photo_room(
+        session=session, ret=ret, source=source, adding=len(uploads), limit=max_per_return
+    )
     # Blobs first, rows after: a committed row always points at bytes on disk.
     try:
         keys = stored.result()

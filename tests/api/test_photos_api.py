@@ -283,3 +283,40 @@ def test_item_grade_covers_earlier_photos_without_regrading_them(api_client: Tes
     assert sorted(row.photo_id for row in per_photo) == sorted(
         [first_photo["id"], second_photo["id"]]
     )
+
+
+def test_photos_per_return_are_capped_per_source(settings: Settings) -> None:
+    """One customer token cannot fill the blob store: past the per-return limit the upload is a
+    409 that says how many more fit, and nothing of the refused request is kept."""
+    from inspection.api.main import create_app
+    from inspection.settings import IntakeSettings
+
+    settings.intake = IntakeSettings(max_photos_per_return=3)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        ret, token = open_return(client, create_order(client))
+        rid = ret["id"]
+        first = upload_photos(
+            client, rid, [make_photo_bytes(seed=s) for s in (1, 2)], source="customer",
+            headers=bearer(token),
+        )  # fmt: skip
+        assert first.status_code == 201, first.text
+        before = _photo_rows(client)
+
+        over = upload_photos(
+            client, rid, [make_photo_bytes(seed=s) for s in (3, 4)], source="customer",
+            headers=bearer(token),
+        )  # fmt: skip
+
+        assert over.status_code == 409, over.text
+        error = over.json()["error"]
+        assert error["code"] == "photo_limit_reached"
+        assert error["details"] == {"max_photos_per_return": 3, "already": 2, "sent": 2}
+        assert "at most 1 more" in error["hint"]
+        assert _photo_rows(client) == before
+        # the one photo that still fits goes in
+        assert (
+            upload_photos(
+                client, rid, [make_photo_bytes(seed=5)], source="customer", headers=bearer(token)
+            ).status_code
+            == 201
+        )

@@ -81,6 +81,7 @@ def add_photos(
         pipeline=pipeline,
         blobs=blobs,
         max_photos=limit,
+        max_per_return=settings.intake.max_photos_per_return,
     )
     photos = public.photos_public(session=session, photos=result.photos)
     return PhotosAdded(photos=photos, item_grade=public.item_grade_public(result.item, photos))
