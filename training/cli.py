@@ -161,6 +161,22 @@ def train_grader_cmd(
     max_train: Annotated[
         int | None, typer.Option(help="Use a stratified subset of this many training photos.")
     ] = None,
+    defect_map: Annotated[
+        bool,
+        typer.Option(
+            help="Train a defect-map head on the datasets' defect boxes and let its strongest "
+            "cell feed the grade (full fine-tuning only; the ONNX outputs do not change)."
+        ),
+    ] = True,
+    ema_decay: Annotated[
+        float,
+        typer.Option(
+            help="Per-step moving average of the weights that training scores and keeps "
+            "(0 turns it off).",
+            min=0.0,
+            max=0.9999,
+        ),
+    ] = 0.99,
 ) -> None:
     """Fine-tunes the grader, calibrates it, exports ONNX and writes the model card."""
     from training.grader import train_grader
@@ -174,6 +190,7 @@ def train_grader_cmd(
         data_dirs=data, out_dir=out, arch=arch, epochs=epochs, size=size,  # type: ignore[arg-type]
         batch_size=batch_size, lr=lr, seed=seed, threads=threads, name=name,
         command=_command_line(ctx), freeze_blocks=freeze_blocks, max_train=max_train,
+        defect_map=defect_map, ema_decay=ema_decay,
     )  # fmt: skip
     report = {
         "model_dir": str(run.model_dir),

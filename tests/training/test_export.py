@@ -98,3 +98,14 @@ def test_models_dir_has_both_models(models_dir: Path) -> None:
     for name, task in (("grader", "classify"), ("detector", "detect")):
         assert (models_dir / name / "model.onnx").stat().st_size > 100_000
         assert load_card(models_dir / name).task == task
+
+
+def test_grader_trains_a_defect_map_on_the_boxes(trained_grader) -> None:  # type: ignore[no-untyped-def]
+    """The default grader carries the defect-map head; the ONNX contract above stays the same."""
+    import json
+
+    assert trained_grader.model.defect_head is not None
+    history = json.loads((trained_grader.model_dir / "metrics.json").read_text())["history"]
+    # the synthetic photos have boxes, so the map loss was computed (and is a real BCE value)
+    assert 0.0 < history[-1]["train_map_loss"] < 5.0
+    assert "val_macro_f1" in history[-1]
