@@ -403,48 +403,33 @@ def run(*, plan: Plan, model_dir: Path | None, int8_dir: Path | None) -> str:
                 f"{r['peak_rss_mb']:.0f}",
             ]
         )
+
+    def accuracy_row(
+        name: str, count: int, m32: dict[str, Any], m8: dict[str, Any], agree: float
+    ) -> tuple[list[Any], float | None]:
+        both = m32["resell_auroc"] is not None and m8["resell_auroc"] is not None
+        loss = m32["resell_auroc"] - m8["resell_auroc"] if both else None
+        cells = [name, count, _fmt(m32["resell_auroc"]), _fmt(m8["resell_auroc"]), _fmt(loss)]
+        return [*cells, _fmt(m32["macro_f1"]), _fmt(m8["macro_f1"]), f"{agree:.3f}"], loss
+
     acc_rows = []
     auroc_loss: float | None = None
     tile_loss: float | None = None
     for e in eval_sets:
-        m32 = _metrics(fp32["probs"][e.name], e.labels)
-        m8 = _metrics(int8["probs"][e.name], e.labels)
-        agree = float((fp32["probs"][e.name].argmax(1) == int8["probs"][e.name].argmax(1)).mean())
-        loss = (
-            m32["resell_auroc"] - m8["resell_auroc"]
-            if m32["resell_auroc"] is not None and m8["resell_auroc"] is not None
-            else None
+        p32, p8 = fp32["probs"][e.name], int8["probs"][e.name]
+        agree = float((p32.argmax(1) == p8.argmax(1)).mean())
+        row, loss = accuracy_row(
+            e.name, len(e.labels), _metrics(p32, e.labels), _metrics(p8, e.labels), agree
         )
         if e.name == "synthetic":
             auroc_loss = loss
-        acc_rows.append(
-            [
-                e.name,
-                len(e.labels),
-                _fmt(m32["resell_auroc"]),
-                _fmt(m8["resell_auroc"]),
-                _fmt(loss),
-                _fmt(m32["macro_f1"]),
-                _fmt(m8["macro_f1"]),
-                f"{agree:.3f}",
-            ]
-        )
+        acc_rows.append(row)
     if tile_result is not None:
         t32, t8, t_agree, t_count = tile_result
-        if t32["resell_auroc"] is not None and t8["resell_auroc"] is not None:
-            tile_loss = t32["resell_auroc"] - t8["resell_auroc"]
-        acc_rows.append(
-            [
-                "magnetic_tile (real photos, its own grader)",
-                t_count,
-                _fmt(t32["resell_auroc"]),
-                _fmt(t8["resell_auroc"]),
-                _fmt(tile_loss),
-                _fmt(t32["macro_f1"]),
-                _fmt(t8["macro_f1"]),
-                f"{t_agree:.3f}",
-            ]
+        row, tile_loss = accuracy_row(
+            "magnetic_tile (real photos, its own grader)", t_count, t32, t8, t_agree
         )
+        acc_rows.append(row)
 
     threads = plan.threads
     peak32, peak8 = peak_gmacs(cores=threads, int8=False), peak_gmacs(cores=threads, int8=True)

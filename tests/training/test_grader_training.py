@@ -19,14 +19,14 @@ def _model() -> Any:
     return model
 
 
+def _keeper(model: Any, *, ema_decay: float) -> _BestEpoch:
+    spec = Preprocessing(size=32, mode="squash")
+    return _BestEpoch(model=model, photos=[], spec=spec, ema_decay=ema_decay)
+
+
 def test_average_ramps_up_then_follows_the_live_weights_slowly() -> None:
     model = _model()
-    keeper = _BestEpoch(
-        model=model,
-        photos=[],
-        spec=Preprocessing(size=32, mode="squash"),
-        ema_decay=0.9,
-    )
+    keeper = _keeper(model, ema_decay=0.9)
     with torch.no_grad():
         model[0].weight.fill_(3.0)
         model[1].num_batches_tracked.fill_(7)
@@ -54,12 +54,7 @@ def test_average_ramps_up_then_follows_the_live_weights_slowly() -> None:
 
 def test_without_average_the_live_weights_are_kept() -> None:
     model = _model()
-    keeper = _BestEpoch(
-        model=model,
-        photos=[],
-        spec=Preprocessing(size=32, mode="squash"),
-        ema_decay=0.0,
-    )
+    keeper = _keeper(model, ema_decay=0.0)
     with torch.no_grad():
         model[0].weight.fill_(5.0)
     keeper.step(model)
