@@ -302,15 +302,20 @@ _MAP_LOSS = nn.BCEWithLogitsLoss(reduction="none", pos_weight=torch.tensor(5.0))
 MAP_WEIGHT = 1.0
 
 
-def _map_loss(
-    cell_logits: torch.Tensor | None, cell_target: torch.Tensor, known: torch.Tensor
-) -> torch.Tensor | None:
-    """Mean per-cell loss over the photos whose defect map is known; None when there are none."""
+def _add_map_loss(
+    loss: torch.Tensor,
+    cell_logits: torch.Tensor | None,
+    cell_target: torch.Tensor,
+    known: torch.Tensor,
+) -> tuple[torch.Tensor, float]:
+    """The grade loss plus the mean per-cell loss over the photos whose defect map is known,
+    and that map loss alone (0 when the model has no map or no photo of the batch is known)."""
     weight = known.float()
     if cell_logits is None or float(weight.sum()) == 0:
-        return None
+        return loss, 0.0
     per_photo = _MAP_LOSS(cell_logits, cell_target.flatten(1)).mean(dim=1)
-    return (per_photo * weight).sum() / weight.sum()
+    cell_loss = (per_photo * weight).sum() / weight.sum()
+    return loss + MAP_WEIGHT * cell_loss, float(cell_loss)
 
 
 class _BestEpoch:
@@ -320,7 +325,8 @@ class _BestEpoch:
     epoch is not always the best. An exponential moving average of the weights (and of the
     batch-norm statistics) smooths the swings; each epoch the average is scored on the
     validation photos by (macro-F1, -NLL), larger is better in that order, and the best one is
-    what training returns. Without validation photos the final average is returned.
+    what training returns. Without validation photos the final average is returned. It also
+    keeps the per-epoch history rows that go into metrics.json.
     """
 
     def __init__(
@@ -331,6 +337,7 @@ class _BestEpoch:
         self.spec = spec
         self.labels = np.array([p.grade_index for p in self.photos], dtype=np.int64)
         self.best: tuple[tuple[float, float], dict[str, torch.Tensor]] | None = None
+        self.history: list[dict[str, float]] = []
         self.decay = ema_decay
         self.steps = 0
         self.ema: GraderNet | None = None
@@ -357,8 +364,19 @@ class _BestEpoch:
             else:  # batch-norm step counters
                 averaged.copy_(live)
 
-    def score(self, model: GraderNet, row: dict[str, float]) -> None:
-        """At the end of an epoch: scores the (averaged) weights, keeps them if best so far."""
+    def end_epoch(
+        self, model: GraderNet, *, epoch: int, photos: int, loss_sum: float, map_loss_sum: float
+    ) -> None:
+        """Records the epoch's mean losses, scores the (averaged) weights, logs the row."""
+        row = {"epoch": epoch, "train_loss": loss_sum / max(1, photos)}
+        if model.defect_head is not None:
+            row["train_map_loss"] = map_loss_sum / max(1, photos)
+        self._score(model, row)
+        self.history.append(row)
+        log.info("grader epoch %d: %s", epoch, row)
+
+    def _score(self, model: GraderNet, row: dict[str, float]) -> None:
+        """Scores the (averaged) weights on the validation photos, keeps them if best so far."""
         if not self.photos:
             return
         current = self._current(model)
@@ -394,7 +412,6 @@ def _train_full(
     )
     scheduler = _cosine(optimizer, epochs * len(loader))
     keeper = _BestEpoch(model=model, photos=val_photos, spec=spec, ema_decay=ema_decay)
-    history: list[dict[str, float]] = []
     for epoch in range(epochs):
         model.train()
         running, running_map, seen = 0.0, 0.0, 0
@@ -402,26 +419,20 @@ def _train_full(
             loader, progress, f"grader epoch {epoch + 1}/{epochs}"
         ):
             logits, _, cell_logits = model.head_with_map(model.stem(x, blocks=0), start=0)
-            loss = loss_fn(logits, y)
-            cell_loss = _map_loss(cell_logits, cell_target, known)
-            if cell_loss is not None:
-                loss = loss + MAP_WEIGHT * cell_loss
-                running_map += float(cell_loss) * len(y)
+            loss, cell_loss = _add_map_loss(loss_fn(logits, y), cell_logits, cell_target, known)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
             keeper.step(model)
             running += float(loss) * len(y)
+            running_map += cell_loss * len(y)
             seen += len(y)
-        row = {"epoch": epoch + 1, "train_loss": running / max(1, seen)}
-        if model.defect_head is not None:
-            row["train_map_loss"] = running_map / max(1, seen)
-        keeper.score(model, row)
-        history.append(row)
-        log.info("grader epoch %d: %s", epoch + 1, row)
+        keeper.end_epoch(
+            model, epoch=epoch + 1, photos=seen, loss_sum=running, map_loss_sum=running_map
+        )
     keeper.restore(model)
-    return history
+    return keeper.history
 
 
 def _train_cached(
@@ -453,7 +464,6 @@ def _train_cached(
     steps = (len(targets) + batch_size - 1) // batch_size
     scheduler = _cosine(optimizer, epochs * steps)
     keeper = _BestEpoch(model=model, photos=val_photos, spec=spec, ema_decay=ema_decay)
-    history: list[dict[str, float]] = []
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(targets), generator=generator)
@@ -466,25 +476,21 @@ def _train_cached(
             h[flip] = torch.flip(h[flip], dims=[3])
             cell_target[flip] = torch.flip(cell_target[flip], dims=[2])  # the map flips along
             logits, _, cell_logits = model.head_with_map(h, start=freeze_blocks)
-            loss = loss_fn(logits, targets[idx])
-            cell_loss = _map_loss(cell_logits, cell_target, known_all[idx])
-            if cell_loss is not None:
-                loss = loss + MAP_WEIGHT * cell_loss
-                running_map += float(cell_loss) * len(idx)
+            loss, cell_loss = _add_map_loss(
+                loss_fn(logits, targets[idx]), cell_logits, cell_target, known_all[idx]
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
             keeper.step(model)
             running += float(loss) * len(idx)
-        row = {"epoch": epoch + 1, "train_loss": running / max(1, len(targets))}
-        if model.defect_head is not None:
-            row["train_map_loss"] = running_map / max(1, len(targets))
-        keeper.score(model, row)
-        history.append(row)
-        log.info("grader epoch %d: %s", epoch + 1, row)
+            running_map += cell_loss * len(idx)
+        keeper.end_epoch(
+            model, epoch=epoch + 1, photos=len(targets), loss_sum=running, map_loss_sum=running_map
+        )
     keeper.restore(model)
-    return history
+    return keeper.history
 
 
 def _fit_calibration(val_logits: np.ndarray, val_labels: np.ndarray) -> Calibration:
