@@ -151,6 +151,7 @@ def tile_accuracy(
     """
     from inspection.grading.model_card import load_card
     from inspection.grading.preprocess import to_model_input
+    from training.calibration import softmax
     from training.dataset import read_grades_csv
     from training.grader import read_rgb  # full decode, as training and evaluation read
     from training.quantize import quantize_grader
@@ -169,10 +170,7 @@ def tile_accuracy(
         logits = np.concatenate(
             [session.run(["logits"], {"images": x[i : i + 32]})[0] for i in range(0, len(x), 32)]
         )
-        z = logits / card.calibration.temperature
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        probs.append(e / e.sum(axis=1, keepdims=True))
+        probs.append(softmax(logits / card.calibration.temperature))
     agree = float((probs[0].argmax(1) == probs[1].argmax(1)).mean())
     return _metrics(probs[0], labels), _metrics(probs[1], labels), agree, len(test)
 

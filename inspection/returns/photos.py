@@ -120,7 +120,7 @@ def add_photos(
     pipeline: Any,
     blobs: BlobStore,
     max_photos: int,
-    max_per_return: int = 40,
+    max_per_return: int,
 ) -> PhotosResult:
     """Checks, grades and stores photos; a rejected file rejects the request and writes nothing."""
     _check_source(ret=ret, source=source, role=role)
