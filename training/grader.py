@@ -315,7 +315,7 @@ def _add_map_loss(
         return loss, 0.0
     per_photo = _MAP_LOSS(cell_logits, cell_target.flatten(1)).mean(dim=1)
     cell_loss = (per_photo * weight).sum() / weight.sum()
-    return loss + MAP_WEIGHT * cell_loss, float(cell_loss)
+    return loss + MAP_WEIGHT * cell_loss, float(cell_loss.detach())
 
 
 class _BestEpoch:

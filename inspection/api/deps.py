@@ -1,14 +1,20 @@
-"""Request dependencies, declared once as `Annotated` aliases for the routers."""
+"""Request dependencies, declared once as `Annotated` aliases for the routers.
+
+The dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency on the
+thread pool, and each such hop cost an upload more event-loop and thread time than the work it
+wrapped (benchmarks/results/service.md). Anything that queries the database stays `def`.
+"""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Header, Request
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from inspection.errors import Forbidden, Unauthorized
 from inspection.settings import Settings, get_settings
@@ -30,7 +36,7 @@ class Principal:
         return f"customer:return-{self.return_id}" if self.role == "customer" else self.role
 
 
-def settings_dep(request: Request) -> Settings:
+async def settings_dep(request: Request) -> Settings:
     """The settings the app was built with (tests and embedders pass their own)."""
     settings = getattr(request.app.state, "settings", None)
     return settings if isinstance(settings, Settings) else get_settings()
@@ -39,8 +45,12 @@ def settings_dep(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(settings_dep)]
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """One database session per request, from the engine built at start-up."""
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """One database session per request, from the engine built at start-up.
+
+    Opening a session does no I/O (the connection is taken at its first query, on the route's
+    worker thread); closing it returns the connection to the pool.
+    """
     with Session(request.app.state.engine) as session:
         yield session
 
@@ -62,7 +72,7 @@ def _role_for_key(settings: Settings, key: str) -> Role | None:
     return None
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     settings: SettingsDep,
     x_api_key: Annotated[str | None, Header()] = None,
@@ -73,7 +83,8 @@ def get_principal(
         role = _role_for_key(settings, x_api_key)
         if role is None:
             lookup = getattr(request.app.state, "api_key_lookup", None)
-            role = lookup(x_api_key) if lookup else None
+            # Keys created with `inspection create-api-key` live in the database.
+            role = await run_in_threadpool(lookup, x_api_key) if lookup else None
         if role is None:
             raise Unauthorized("the API key is not valid", hint="send a valid key in X-API-Key")
         return Principal(role=role)
@@ -96,7 +107,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 def require_roles(*roles: Role) -> Any:
     """Builds a dependency that admits only the given roles (admin is always admitted)."""
 
-    def _check(principal: PrincipalDep) -> Principal:
+    async def _check(principal: PrincipalDep) -> Principal:
         if principal.role != "admin" and principal.role not in roles:
             raise Forbidden(
                 f"the {principal.role} role may not do this",

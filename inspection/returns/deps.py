@@ -9,25 +9,28 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Request
 from sqlalchemy import Engine
 
-from inspection.api.deps import Principal, PrincipalDep, Role, SessionDep, get_principal
+from inspection.api.deps import (
+    Principal,
+    PrincipalDep,
+    Role,
+    SessionDep,
+    SettingsDep,
+    get_principal,
+    settings_dep,
+)
 from inspection.decisions.policy import Policy, load_policy
 from inspection.errors import Forbidden
 from inspection.returns.schemas import MAX_ID
 from inspection.returns.service import get_return
-from inspection.settings import Settings
 from inspection.store.blobs import BlobStore
 from inspection.store.models import Return
 
-
-def app_settings(request: Request) -> Settings:
-    """The settings the app was built with (tests pass their own)."""
-    return request.app.state.settings
-
-
-AppSettingsDep = Annotated[Settings, Depends(app_settings)]
+# The settings the app was built with (tests pass their own): the same dependency as the
+# principal's, so FastAPI resolves it once per request.
+AppSettingsDep = SettingsDep
 
 
-def app_engine(request: Request) -> Engine:
+async def app_engine(request: Request) -> Engine:
     """The engine built at start-up."""
     return request.app.state.engine
 
@@ -43,7 +46,7 @@ def current_policy(settings: AppSettingsDep) -> Policy:
 PolicyDep = Annotated[Policy, Depends(current_policy)]
 
 
-def blob_store(request: Request, settings: AppSettingsDep) -> BlobStore:
+async def blob_store(request: Request, settings: AppSettingsDep) -> BlobStore:
     """The photo blob store, created once per app."""
     store = getattr(request.app.state, "blobs", None)
     if store is None:
@@ -55,7 +58,7 @@ def blob_store(request: Request, settings: AppSettingsDep) -> BlobStore:
 BlobsDep = Annotated[BlobStore, Depends(blob_store)]
 
 
-def optional_principal(
+async def optional_principal(
     request: Request,
     x_api_key: Annotated[str | None, Header()] = None,
     authorization: Annotated[str | None, Header()] = None,
@@ -63,9 +66,7 @@ def optional_principal(
     """The caller if they sent credentials (checked), None for an anonymous customer."""
     if not x_api_key and not authorization:
         return None
-    from inspection.api.deps import settings_dep
-
-    return get_principal(request, settings_dep(request), x_api_key, authorization)
+    return await get_principal(request, await settings_dep(request), x_api_key, authorization)
 
 
 OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]

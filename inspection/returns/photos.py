@@ -198,9 +198,8 @@ def add_photos(
             "the photo store cannot save files right now; nothing was recorded",
             hint="retry in a few minutes; if it persists, tell the operator (disk full?)",
         ) from exc
-    photos: list[Photo] = []
-    for intake, grade, key in zip(intakes, graded.photos, keys, strict=True):
-        photo = Photo(
+    photos = [
+        Photo(
             return_id=ret.id,  # type: ignore[arg-type]
             return_item_id=item_id,
             source=source,
@@ -217,8 +216,13 @@ def add_photos(
             quality_advice=list(grade.quality.advice),
             embedding=[float(v) for v in grade.embedding] if grade.embedding else None,
         )
-        session.add(photo)
-        session.flush()
+        for intake, grade, key in zip(intakes, graded.photos, keys, strict=True)
+    ]
+    # One flush gives every photo its id for the per-photo inspections; the audit event's
+    # flush below writes those and the item grade (each flush is a unit-of-work pass).
+    session.add_all(photos)
+    session.flush()
+    for photo, grade in zip(photos, graded.photos, strict=True):
         session.add(
             Inspection(
                 return_id=ret.id,  # type: ignore[arg-type]
@@ -235,9 +239,7 @@ def add_photos(
                 latency_ms=float(grade.latency_ms),
             )
         )
-        photos.append(photo)
     session.add(item_row)
-    session.flush()
     record_event(
         session=session,
         return_id=ret.id,

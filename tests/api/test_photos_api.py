@@ -320,3 +320,31 @@ def test_photos_per_return_are_capped_per_source(settings: Settings) -> None:
             ).status_code
             == 201
         )
+
+
+def test_photos_over_the_memory_spool_spill_to_disk_and_land_whole(settings: Settings) -> None:
+    """Photos are parsed in memory up to `intake.spool_bytes`; a larger one goes through
+    Starlette's temporary file. Both paths store the exact bytes, each photo with its own grade."""
+    import hashlib
+
+    from inspection.api.main import create_app
+    from inspection.settings import IntakeSettings
+
+    settings.intake = IntakeSettings(spool_bytes=1024)  # every test photo is larger
+    sent = [make_photo_bytes(seed=11), make_photo_bytes(seed=12, defect="crack")]
+    assert all(len(data) > 1024 for data in sent)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        ret, token = open_return(client, create_order(client))
+
+        response = upload_photos(client, ret["id"], sent, source="customer", headers=bearer(token))
+
+        assert response.status_code == 201, response.text
+        photos = response.json()["photos"]
+        assert [p["sha256"] for p in photos] == [hashlib.sha256(d).hexdigest() for d in sent]
+        for photo, data in zip(photos, sent, strict=True):
+            assert client.get(photo["image_url"], headers=STATION).content == data
+        with Session(client.app.state.engine) as session:  # type: ignore[attr-defined]
+            graded = session.exec(
+                select(Inspection.photo_id, Inspection.grade).where(Inspection.scope == "photo")
+            ).all()
+        assert sorted(graded) == sorted((p["id"], p["grade"]) for p in photos)

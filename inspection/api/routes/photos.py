@@ -40,6 +40,8 @@ def _read_limited(upload: UploadFile, *, max_bytes: int, index: int) -> bytes:
                 details={"file_index": index, "max_bytes": max_bytes},
             )
         chunks.append(chunk)
+    # The spooled copy is no longer needed: free it now rather than after the response.
+    upload.file.close()
     return b"".join(chunks)
 
 
