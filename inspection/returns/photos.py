@@ -17,6 +17,7 @@ from sqlmodel import Session, col, func, select
 from inspection.decisions.types import UnitComparison
 from inspection.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from inspection.grading.aggregate import combine_photo_grades
+from inspection.grading.pipeline import Upload
 from inspection.grading.types import (
     Defect,
     ExifFacts,
@@ -47,15 +48,6 @@ SOURCE_STATUSES = {
     "customer": ("return_requested",),
     "station": ("label_sent", "item_received"),
 }
-
-
-@dataclass(frozen=True)
-class Upload:
-    """One uploaded file, read in full (the router enforced the size limit while reading)."""
-
-    filename: str | None
-    content_type: str | None
-    data: bytes
 
 
 @dataclass(frozen=True)
@@ -147,20 +139,7 @@ def add_photos(
     line = session.get(OrderLine, target.order_line_id)
     category = line.category if line else None
     # Everything that can reject a file happens before anything is written.
-    intakes: list[IntakePhoto] = []
-    for index, upload in enumerate(uploads):
-        try:
-            intakes.append(
-                pipeline.intake(
-                    data=upload.data, content_type=upload.content_type, filename=upload.filename
-                )
-            )
-        except Exception as exc:
-            if hasattr(exc, "details") and isinstance(exc.details, dict):
-                exc.details.setdefault("file_index", index)
-                if upload.filename:
-                    exc.details.setdefault("filename", upload.filename)
-            raise
+    intakes = pipeline.intake_many(uploads=uploads)
     # Originals go to the blob store while the models run: the write and its fsync are I/O
     # wait, ~10 ms a photo, that used to sit in the request after grading and inside the
     # database write lock. Content-addressed, so a retry rewrites nothing; a request that fails

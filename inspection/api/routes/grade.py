@@ -10,15 +10,11 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from inspection.api.deps import AdminDep, StaffDep
-from inspection.errors import InvalidInput, PhotoTooLarge, ServiceUnavailable
-from inspection.grading.intake import display_name
-from inspection.grading.pipeline import GradingPipeline, Upload
+from inspection.api.uploads import grading_pipeline, read_uploads
+from inspection.errors import InvalidInput
 from inspection.grading.types import ItemGrade
 
 router = APIRouter(tags=["grade"])
-
-# Uploads are read from the spooled request in chunks, so a huge file is refused at the limit.
-READ_CHUNK = 1 << 20
 
 
 class GradeResponse(BaseModel):
@@ -34,30 +30,6 @@ class ModelsReloaded(BaseModel):
     ready: bool
     model_versions: dict[str, str]
     providers: dict[str, str]
-
-
-def grading_pipeline(request: Request) -> GradingPipeline:
-    """The process's pipeline, built at start-up."""
-    pipeline = getattr(request.app.state, "grading", None)
-    if pipeline is None:
-        raise ServiceUnavailable("grading is not started", hint="retry once the service is ready")
-    return pipeline
-
-
-async def read_upload(file: UploadFile, *, index: int, max_bytes: int) -> Upload:
-    """Reads one uploaded file, refusing it as soon as it passes `max_bytes`."""
-    chunks, size = [], 0
-    while chunk := await file.read(READ_CHUNK):
-        size += len(chunk)
-        if size > max_bytes:
-            raise PhotoTooLarge(
-                f"photo {index} ({display_name(file.filename)}) is over the "
-                f"{max_bytes / 1e6:.1f} MB limit",
-                hint="send the photo at a smaller size or higher compression",
-                details={"file_index": index, "filename": file.filename, "max_bytes": max_bytes},
-            )
-        chunks.append(chunk)
-    return Upload(data=b"".join(chunks), content_type=file.content_type, filename=file.filename)
 
 
 @router.post(
@@ -89,10 +61,7 @@ async def grade(
             details={"max_photos": limit},
         )
     started = time.perf_counter()
-    uploads = [
-        await read_upload(file, index=i, max_bytes=intake.max_bytes)
-        for i, file in enumerate(files, start=1)
-    ]
+    uploads = await run_in_threadpool(read_uploads, files, max_bytes=intake.max_bytes)
     # Decoding and inference are CPU-bound: off the event loop.
     photos = await run_in_threadpool(lambda: pipeline.intake_many(uploads=uploads))
     decoded = time.perf_counter()

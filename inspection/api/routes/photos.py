@@ -9,8 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Path, Request, Response, UploadFile, status
 
 from inspection.api.deps import AdminDep, PrincipalDep, SessionDep, StaffDep
-from inspection.errors import PhotoTooLarge, ServiceUnavailable
-from inspection.observability import PHOTOS_REJECTED
+from inspection.api.uploads import grading_pipeline, read_uploads
 from inspection.returns import photos as photo_service
 from inspection.returns import public
 from inspection.returns.deps import AppSettingsDep, BlobsDep, ReturnDep, ensure_can_see
@@ -21,28 +20,6 @@ from inspection.store.models import Photo
 
 router = APIRouter(tags=["photos"])
 PRIVATE_CACHE = {"Cache-Control": "private, max-age=3600"}
-READ_CHUNK = 1024 * 1024
-
-
-def _read_limited(upload: UploadFile, *, max_bytes: int, index: int) -> bytes:
-    """Reads an upload in chunks and stops as soon as it passes the limit."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := upload.file.read(READ_CHUNK):
-        size += len(chunk)
-        if size > max_bytes:
-            # Refused before the pipeline sees it, so counted here.
-            PHOTOS_REJECTED.labels(code=PhotoTooLarge.code).inc()
-            raise PhotoTooLarge(
-                f"{upload.filename or f'file {index + 1}'} is larger than "
-                f"{max_bytes // (1024 * 1024)} MB",
-                hint="send a smaller photo (a phone photo at normal quality is 2-6 MB)",
-                details={"file_index": index, "max_bytes": max_bytes},
-            )
-        chunks.append(chunk)
-    # The spooled copy is no longer needed: free it now rather than after the response.
-    upload.file.close()
-    return b"".join(chunks)
 
 
 @router.post(
@@ -60,18 +37,10 @@ def add_photos(
     return_item_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
 ) -> PhotosAdded:
     """Checks, grades and stores photos of a return (nothing is stored if any file is bad)."""
-    pipeline = getattr(request.app.state, "grading", None)
-    if pipeline is None:
-        raise ServiceUnavailable("the grading models are not loaded", hint="retry shortly")
+    pipeline = grading_pipeline(request)
     limit = settings.intake.max_photos_per_request
-    uploads = [
-        photo_service.Upload(
-            filename=f.filename,
-            content_type=f.content_type,
-            data=_read_limited(f, max_bytes=settings.intake.max_bytes, index=i),
-        )
-        for i, f in enumerate(files[: limit + 1])
-    ]
+    # One past the limit is enough for the service to refuse the count without reading them all.
+    uploads = read_uploads(files[: limit + 1], max_bytes=settings.intake.max_bytes)
     result = photo_service.add_photos(
         session=session,
         ret=ret,
@@ -98,11 +67,8 @@ def _visible_photo(*, photo_id: int, session: SessionDep, principal: PrincipalDe
 def _png(
     request: Request, *, photo: Photo, session: SessionDep, blobs: BlobsDep, kind: RenderKind
 ) -> Response:
-    pipeline = getattr(request.app.state, "grading", None)
-    if pipeline is None:
-        raise ServiceUnavailable("the grading models are not loaded", hint="retry shortly")
     data = photo_service.rendered_image(
-        session=session, photo=photo, blobs=blobs, pipeline=pipeline, kind=kind
+        session=session, photo=photo, blobs=blobs, pipeline=grading_pipeline(request), kind=kind
     )
     return Response(content=data, media_type="image/png", headers=PRIVATE_CACHE)
 
