@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import logging
 import math
+import resource
 import shutil
 import statistics
 import sys
@@ -28,6 +29,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 
 from benchmarks.live_server import LiveServer
 from benchmarks.machine import facts_markdown, load_average, markdown_table, write_result
@@ -54,12 +56,11 @@ class Plan:
     seconds: float
     max_requests: int
     photos: int
-    inproc_photos: int
     grader_rows: int
 
 
-FULL = Plan(seconds=20.0, max_requests=2000, photos=12, inproc_photos=48, grader_rows=256)
-QUICK = Plan(seconds=4.0, max_requests=200, photos=4, inproc_photos=8, grader_rows=48)
+FULL = Plan(seconds=20.0, max_requests=2000, photos=12, grader_rows=256)
+QUICK = Plan(seconds=4.0, max_requests=200, photos=4, grader_rows=48)
 
 
 @dataclass
@@ -72,6 +73,8 @@ class LoadResult:
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    server_cpu_s: float = 0.0  # user+system of the server process over the timed part
+    client_cpu_s: float = 0.0  # the same for this (the load-generating) process
 
     @property
     def done(self) -> int:
@@ -86,6 +89,22 @@ class LoadResult:
     def pct(self, q: float) -> float:
         """Latency percentile in ms."""
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+    def cpu_ms_per_photo(self, side: str) -> float:
+        """CPU ms per answered request of the server or of the client ("server"/"client")."""
+        cpu = self.server_cpu_s if side == "server" else self.client_cpu_s
+        return cpu * 1000 / self.done if self.done else float("nan")
+
+
+def _own_cpu_s() -> float:
+    """user+system seconds of this process, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu_s(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 # --- models --------------------------------------------------------------------------------
@@ -124,35 +143,54 @@ def _pipeline_settings(models_dir: Path, *, max_batch: int | None = None) -> Any
 
 
 def measure_inprocess(
-    models_dir: Path, photos: list[bytes], *, concurrency: int, count: int
+    models_dir: Path, photos: list[bytes], *, concurrency: int, seconds: float, max_photos: int
 ) -> dict[str, float]:
-    """Photos/s of GradingPipeline.intake + grade_photos, one photo per call, N threads."""
+    """Photos/s of GradingPipeline.intake + grade_photos, one photo per call, N threads, for as
+    long as one HTTP cell runs: a short burst here (it was 48 photos, ~1 s) moved the baseline
+    by 15 % between runs and ran at a clock the 20-s HTTP cells do not get."""
     from inspection.grading.pipeline import GradingPipeline
 
     pipeline = GradingPipeline.from_settings(settings=_pipeline_settings(models_dir))
     if not pipeline.ready:
         raise RuntimeError(f"models in {models_dir} did not load")
+    latencies: list[float] = []
+    taken = 0
+    lock = threading.Lock()
 
-    def one(i: int) -> float:
+    def one(i: int) -> None:
         data = photos[i % len(photos)]
         start = time.perf_counter()
         photo = pipeline.intake(data=data, content_type="image/jpeg", filename="p.jpg")
         pipeline.grade_photos(photos=[photo], category="electronics", source="grade")
-        return (time.perf_counter() - start) * 1000
+        latencies.append((time.perf_counter() - start) * 1000)
+
+    def worker(deadline: float) -> None:
+        nonlocal taken
+        while time.perf_counter() < deadline:
+            with lock:
+                if taken >= max_photos:
+                    return
+                index = taken
+                taken += 1
+            one(index)
 
     try:
         for i in range(min(4, len(photos))):  # warm-up: sessions, allocator, caches
             one(i)
+        latencies.clear()
+        cpu_before = _own_cpu_s()
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
-            latencies = list(pool.map(one, range(count)))
+            list(pool.map(worker, [started + seconds] * concurrency))
         wall = time.perf_counter() - started
+        cpu = _own_cpu_s() - cpu_before
     finally:
         pipeline.close()
     return {
-        "photos_per_s": count / wall,
+        "photos_per_s": len(latencies) / wall,
         "p50_ms": float(np.percentile(latencies, 50)),
         "p99_ms": float(np.percentile(latencies, 99)),
+        "cpu_ms_per_photo": cpu * 1000 / len(latencies),
     }
 
 
@@ -229,8 +267,13 @@ async def drive(
     photos: list[bytes],
     seconds: float,
     max_requests: int,
+    server_pid: int | None = None,
 ) -> LoadResult:
-    """`concurrency` workers send requests back to back until the time or count runs out."""
+    """`concurrency` workers send requests back to back until the time or count runs out.
+
+    With `server_pid`, the server's and this process's CPU time over the timed part (returns
+    set up and warm-up requests excluded) go into the result.
+    """
     result = LoadResult(endpoint=endpoint, concurrency=concurrency)
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(
@@ -300,10 +343,15 @@ async def drive(
                 for i in range(warm)
             ]
         )
+        server_before = _process_cpu_s(server_pid) if server_pid else 0.0
+        client_before = _own_cpu_s()
         started = time.perf_counter()
         deadline = started + seconds
         await asyncio.gather(*[worker(w) for w in range(concurrency)])
         result.wall_s = time.perf_counter() - started
+        result.client_cpu_s = _own_cpu_s() - client_before
+        if server_pid:
+            result.server_cpu_s = _process_cpu_s(server_pid) - server_before
     return result
 
 
@@ -338,6 +386,7 @@ def run_server_cells(
                 photos=photos,
                 seconds=plan.seconds,
                 max_requests=plan.max_requests,
+                server_pid=server.process.pid if server.process else None,
             )
         )
         log.warning(
@@ -380,7 +429,13 @@ def run(*, plan: Plan, quick: bool) -> str:
         mb = statistics.mean(len(p) for p in photos) / 1e6
 
         inproc = {
-            c: measure_inprocess(models_dir, photos, concurrency=c, count=plan.inproc_photos)
+            c: measure_inprocess(
+                models_dir,
+                photos,
+                concurrency=c,
+                seconds=plan.seconds,
+                max_photos=plan.max_requests,
+            )
             for c in (1, 4)
         }
         batching: dict[tuple[int, int], dict[str, float]] = {}
@@ -422,10 +477,19 @@ def run(*, plan: Plan, quick: bool) -> str:
     for c in (1, 4):
         base = inproc[c]["photos_per_s"]
         for endpoint in ("grade", "upload"):
-            http = by[(endpoint, c)].throughput
-            overhead = base / http - 1 if http else float("inf")
+            cell = by[(endpoint, c)]
+            overhead = base / cell.throughput - 1 if cell.throughput else float("inf")
             overhead_rows.append(
-                [endpoint, c, f"{base:.1f}", f"{http:.1f}", f"{overhead * 100:+.0f} %"]
+                [
+                    endpoint,
+                    c,
+                    f"{base:.1f}",
+                    f"{cell.throughput:.1f}",
+                    f"{overhead * 100:+.0f} %",
+                    f"{inproc[c]['cpu_ms_per_photo']:.0f}",
+                    f"{cell.cpu_ms_per_photo('server'):.0f}",
+                    f"{cell.cpu_ms_per_photo('client'):.1f}",
+                ]
             )
     batch_rows = [
         [
@@ -480,10 +544,21 @@ def run(*, plan: Plan, quick: bool) -> str:
         "### HTTP + database + storage overhead",
         "",
         "In-process = `GradingPipeline.intake` + `grade_photos` on the same photos from N threads "
-        "in this process (before the server started). Overhead = extra time per photo.",
+        f"in this process for {plan.seconds:.0f} s (before the server started). Overhead = extra "
+        "time per photo. CPU ms per photo (user + system, all threads): in-process; the server "
+        "process; the load-generating client, which shares the two cores with the server.",
         "",
         markdown_table(
-            ["endpoint", "concurrency", "in-process photos/s", "HTTP photos/s", "overhead"],
+            [
+                "endpoint",
+                "concurrency",
+                "in-process photos/s",
+                "HTTP photos/s",
+                "overhead",
+                "in-process CPU ms",
+                "server CPU ms",
+                "client CPU ms",
+            ],
             overhead_rows,
         ),
         "",
