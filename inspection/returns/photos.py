@@ -53,6 +53,7 @@ SOURCE_STATUSES = {
 @dataclass(frozen=True)
 class PhotosResult:
     photos: list[Photo]
+    grades: list[Inspection]  # each photo's own grade, in the order of `photos`
     item: Inspection
 
 
@@ -201,24 +202,24 @@ def add_photos(
     # flush below writes those and the item grade (each flush is a unit-of-work pass).
     session.add_all(photos)
     session.flush()
-    for photo, grade in zip(photos, graded.photos, strict=True):
-        session.add(
-            Inspection(
-                return_id=ret.id,  # type: ignore[arg-type]
-                photo_id=photo.id,
-                return_item_id=photo.return_item_id,
-                scope="photo",
-                source=source,
-                grade=grade.grade,
-                confidence=float(grade.confidence),
-                probabilities={k: float(v) for k, v in grade.probabilities.items()},
-                defects=[d.model_dump(mode="json") for d in grade.defects],
-                model_version=grade.model_version,
-                detector_version=grade.detector_version,
-                latency_ms=float(grade.latency_ms),
-            )
+    grades = [
+        Inspection(
+            return_id=ret.id,  # type: ignore[arg-type]
+            photo_id=photo.id,
+            return_item_id=photo.return_item_id,
+            scope="photo",
+            source=source,
+            grade=grade.grade,
+            confidence=float(grade.confidence),
+            probabilities={k: float(v) for k, v in grade.probabilities.items()},
+            defects=[d.model_dump(mode="json") for d in grade.defects],
+            model_version=grade.model_version,
+            detector_version=grade.detector_version,
+            latency_ms=float(grade.latency_ms),
         )
-    session.add(item_row)
+        for photo, grade in zip(photos, graded.photos, strict=True)
+    ]
+    session.add_all([*grades, item_row])
     record_event(
         session=session,
         return_id=ret.id,
@@ -244,7 +245,7 @@ def add_photos(
         session.commit()
     finally:
         session.expire_on_commit = True
-    return PhotosResult(photos=photos, item=item_row)
+    return PhotosResult(photos=photos, grades=grades, item=item_row)
 
 
 def _item_grade(

@@ -54,7 +54,11 @@ def add_photos(
         max_photos=limit,
         max_per_return=settings.intake.max_photos_per_return,
     )
-    photos = public.photos_public(session=session, photos=result.photos)
+    # Built from the rows just written: reading them back was one more transaction per upload.
+    photos = [
+        public.photo_public(photo=photo, grade=grade)
+        for photo, grade in zip(result.photos, result.grades, strict=True)
+    ]
     return PhotosAdded(photos=photos, item_grade=public.item_grade_public(result.item, photos))
 
 
