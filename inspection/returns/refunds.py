@@ -30,7 +30,7 @@ from inspection.returns.lifecycle import begin_write, transition
 from inspection.returns.outbox import enqueue_event
 from inspection.returns.signing import sign_payload
 from inspection.settings import RefundSettings
-from inspection.store.models import DecisionRecord, Refund, Return, utcnow
+from inspection.store.models import DecisionRecord, Order, Refund, Return, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,9 @@ def _amount(*, session: Session, ret: Return, policy: Policy) -> tuple[int, str]
     if decision is not None and decision.outcome == "ineligible":
         # A failed policy rule at inspection (say the policy changed since the claim) carries no
         # quote; falling back to the policy's price would pay a return the decision refused.
-        return 0, service.refund_quote(session=session, ret=ret, policy=policy).currency
+        order = session.get(Order, ret.order_id)
+        assert order is not None  # foreign key
+        return 0, order.currency
     if decision is not None and decision.refund_quote:
         quote = decision.refund_quote
         return int(quote["amount_cents"]), str(quote["currency"])
