@@ -79,10 +79,6 @@ class IntakeSettings(BaseSettings):
     max_photos_per_return: int = Field(default=40, ge=1, le=1000)
     # Longest side kept in memory for analysis; originals are stored untouched.
     analysis_max_side: int = Field(default=1024, ge=224)
-    # Uploaded files up to this size are parsed in memory, larger ones spill to a temporary
-    # file. Starlette's 1 MB default sent every phone photo to disk, one thread-pool hop per
-    # 64-256 KB chunk; the route reads the whole photo into memory anyway.
-    spool_bytes: int = Field(default=8 * MEGABYTE, ge=0)
 
 
 class QualitySettings(BaseSettings):

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.formparsers import MultiPartParser
 
 from inspection.api.errors import BodySizeLimit, install_error_handlers
 from inspection.api.routes import (
@@ -65,8 +64,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    # A class attribute, so it holds for the whole process (the last app built sets it).
-    MultiPartParser.spool_max_size = settings.intake.spool_bytes
     install_error_handlers(app)
     # Over-limit bodies get a JSON 413 before any route parses (or stores) them.
     app.add_middleware(BodySizeLimit, max_bytes=settings.security.max_body_bytes)
