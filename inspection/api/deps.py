@@ -1,8 +1,9 @@
 """Request dependencies, declared once as `Annotated` aliases for the routers.
 
 The dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency on the
-thread pool, and each such hop cost an upload more event-loop and thread time than the work it
-wrapped (benchmarks/results/service.md). Anything that queries the database stays `def`.
+thread pool, and those hops cost more than the work they wrapped (live server, uploads at
+concurrency 4: 93-95 ms of server CPU a photo with them, 90 ms without). Anything that queries
+the database stays `def` or hands the query to the thread pool.
 """
 
 from __future__ import annotations
