@@ -61,14 +61,15 @@ bench: venv
 soak: venv
 	$(BIN)/python -m benchmarks.soak
 
-# Rebuilds the bundled grader and detector from synthetic data (the commands their cards quote)
-# and promotes them into models/ as the next version. CPU: tens of minutes to hours.
+# Rebuilds the bundled grader and detector from synthetic data (the commands their cards quote),
+# promotes them into models/ as the next version and quantises the grader to models/grader-int8. CPU: tens of minutes to hours.
 models: venv
 	nice -n 10 $(BIN)/training synth --out var/data/synthetic --n 3000 --seed 0 --size 320
 	nice -n 10 $(BIN)/training train-grader --data var/data/synthetic --out runs/grader_synth_224 --epochs 6 --size 224 --batch-size 32 --lr 0.003 --freeze-blocks 11
 	nice -n 10 $(BIN)/training train-detector --data var/data/synthetic --out runs/detector_synth --model yolo26n.yaml --epochs 60 --imgsz 320 --batch 16 --hours 0.75
 	nice -n 10 $(BIN)/training train-detector --data var/data/synthetic --out runs/detector_synth_cont --model runs/detector_synth/model.pt --epochs 6 --imgsz 256 --batch 16 --hours 0.42
 	$(BIN)/training promote runs/grader_synth_224 --to models
+	$(BIN)/training quantize --model models/grader --calibration var/data/synthetic/images/train --out models/grader-int8 --evaluate-on var/data/synthetic
 	$(BIN)/training promote runs/detector_synth_cont --to models --name detector
 
 clean-venv:

@@ -3,7 +3,8 @@
 Starts uvicorn in a subprocess (tmp SQLite file, tmp blob folder, bundled models) and drives it
 from this process with an async httpx loop sending 12 MP phone JPEGs; measures the in-process
 GradingPipeline on the same photos first (server not yet started, so they never compete for the
-cores) and reports the HTTP + DB + storage overhead; then the grader micro-batching both ways.
+cores) and reports the HTTP + DB + storage overhead; then the grader micro-batching both ways
+and the service with the INT8 grader option.
 Writes results/service.md.
 
     .venv/bin/python -m benchmarks.bench_service [--quick]
@@ -46,6 +47,8 @@ TARGET_P99_MS_C4 = 200.0
 TARGET_OVERHEAD = 0.30
 TARGET_PHOTOS_PER_S = 25.0
 CONCURRENCY = (1, 4, 16)
+BATCHED = 8
+INT8_GRADER = "grader-int8"
 REQUEST_TIMEOUT_S = 60.0
 
 
@@ -131,11 +134,13 @@ def resolve_models_dir(work: Path, notes: list[str]) -> Path:
 # --- in-process pipeline -------------------------------------------------------------------
 
 
-def _pipeline_settings(models_dir: Path, *, max_batch: int | None = None) -> Any:
+def _pipeline_settings(
+    models_dir: Path, *, max_batch: int | None = None, grader: str = "grader"
+) -> Any:
     from inspection.settings import ModelSettings, Settings
 
     settings = Settings()
-    overrides: dict[str, Any] = {"dir": models_dir}
+    overrides: dict[str, Any] = {"dir": models_dir, "grader": grader}
     if max_batch is not None:
         overrides["max_batch"] = max_batch
     settings.model = ModelSettings(**overrides)
@@ -143,14 +148,20 @@ def _pipeline_settings(models_dir: Path, *, max_batch: int | None = None) -> Any
 
 
 def measure_inprocess(
-    models_dir: Path, photos: list[bytes], *, concurrency: int, seconds: float, max_photos: int
+    models_dir: Path,
+    photos: list[bytes],
+    *,
+    concurrency: int,
+    seconds: float,
+    max_photos: int,
+    grader: str = "grader",
 ) -> dict[str, float]:
     """Photos/s of GradingPipeline.intake + grade_photos, one photo per call, N threads, for as
     long as one HTTP cell runs: a short burst here (it was 48 photos, ~1 s) moved the baseline
     by 15 % between runs and ran at a clock the 20-s HTTP cells do not get."""
     from inspection.grading.pipeline import GradingPipeline
 
-    pipeline = GradingPipeline.from_settings(settings=_pipeline_settings(models_dir))
+    pipeline = GradingPipeline.from_settings(settings=_pipeline_settings(models_dir, grader=grader))
     if not pipeline.ready:
         raise RuntimeError(f"models in {models_dir} did not load")
     latencies: list[float] = []
@@ -405,6 +416,35 @@ def run_server_cells(
 # --- report --------------------------------------------------------------------------------
 
 
+def _int8_section(rows: list[list[Any]], inproc: dict[str, float] | None) -> list[str]:
+    if inproc is None:
+        return []
+    return [
+        f"### The INT8 grader option (`INSPECTION_MODEL_GRADER={INT8_GRADER}`)",
+        "",
+        "A third server loads the bundled INT8 grader (its card holds the accuracy it was "
+        "measured at); everything else is the same. In-process with the INT8 grader at "
+        f"concurrency 4: {inproc['photos_per_s']:.1f} photos/s, "
+        f"{inproc['cpu_ms_per_photo']:.0f} CPU ms per photo; overhead is against that.",
+        "",
+        markdown_table(
+            [
+                "endpoint",
+                "concurrency",
+                "fp32 photos/s",
+                "fp32 p99 ms",
+                "INT8 photos/s",
+                "INT8 p50 ms",
+                "INT8 p99 ms",
+                "INT8 overhead",
+                "INT8 server CPU ms",
+            ],
+            rows,
+        ),
+        "",
+    ]
+
+
 def _verdict(ok: bool) -> str:
     return "**MET**" if ok else "**NOT MET**"
 
@@ -439,23 +479,47 @@ def run(*, plan: Plan, quick: bool) -> str:
             for c in (1, 4)
         }
         batching: dict[tuple[int, int], dict[str, float]] = {}
-        for max_batch in (1, 8):
+        for max_batch in (1, BATCHED):
             for c in (1, 4, 16):
                 batching[(max_batch, c)] = measure_grader_batching(
                     models_dir, max_batch=max_batch, concurrency=c, rows=plan.grader_rows
                 )
+
+        inproc_int8: dict[str, float] | None = None
+        if (models_dir / INT8_GRADER / "model_card.yaml").exists():
+            inproc_int8 = measure_inprocess(
+                models_dir,
+                photos,
+                concurrency=4,
+                seconds=plan.seconds,
+                max_photos=plan.max_requests,
+                grader=INT8_GRADER,
+            )
+        else:
+            notes.append(f"No {INT8_GRADER} model folder: the INT8 grader was not measured.")
 
         cells = [(e, c) for e in ("grade", "upload") for c in CONCURRENCY]
         with LiveServer(workdir=work / "server", models_dir=models_dir) as server:
             idle_rss = server.rss_bytes() / 2**20
             results = run_server_cells(server, cells, photos, plan)
             peak_rss = server_peak_rss_mb(server)
-        # The same service with micro-batching off, for the comparison at concurrency >= 4.
-        unbatched_env = {"INSPECTION_MODEL_MAX_BATCH": "1"}
+        # The same service with micro-batching on (the default is off), for the comparison at
+        # concurrency >= 4.
         with LiveServer(
-            workdir=work / "server-nobatch", models_dir=models_dir, env_overrides=unbatched_env
+            workdir=work / "server-batch",
+            models_dir=models_dir,
+            env_overrides={"INSPECTION_MODEL_MAX_BATCH": str(BATCHED)},
         ) as server:
-            unbatched = run_server_cells(server, [("grade", 4), ("grade", 16)], photos, plan)
+            batched = run_server_cells(server, [("grade", 4), ("grade", 16)], photos, plan)
+        # The same service with the INT8 grader (an option: it grades ~5 % of photos differently).
+        int8_results: list[LoadResult] = []
+        if inproc_int8 is not None:
+            with LiveServer(
+                workdir=work / "server-int8",
+                models_dir=models_dir,
+                env_overrides={"INSPECTION_MODEL_GRADER": INT8_GRADER},
+            ) as server:
+                int8_results = run_server_cells(server, [("grade", 4), ("upload", 4)], photos, plan)
     finally:
         stop_sampling.set()
         shutil.rmtree(work, ignore_errors=True)
@@ -495,28 +559,46 @@ def run(*, plan: Plan, quick: bool) -> str:
         [
             c,
             f"{batching[(1, c)]['photos_per_s']:.0f}",
-            f"{batching[(8, c)]['photos_per_s']:.0f}",
-            f"{batching[(8, c)]['mean_batch']:.1f}",
-            f"{batching[(8, c)]['photos_per_s'] / batching[(1, c)]['photos_per_s']:.2f}x",
+            f"{batching[(BATCHED, c)]['photos_per_s']:.0f}",
+            f"{batching[(BATCHED, c)]['mean_batch']:.1f}",
+            f"{batching[(BATCHED, c)]['photos_per_s'] / batching[(1, c)]['photos_per_s']:.2f}x",
         ]
         for c in (1, 4, 16)
     ]
-    unbatched_by = {r.concurrency: r for r in unbatched}
+    batched_by = {r.concurrency: r for r in batched}
     service_batch_rows = [
         [
             c,
-            f"{unbatched_by[c].throughput:.1f}",
-            f"{unbatched_by[c].pct(99):.0f}",
             f"{by[('grade', c)].throughput:.1f}",
             f"{by[('grade', c)].pct(99):.0f}",
+            f"{batched_by[c].throughput:.1f}",
+            f"{batched_by[c].pct(99):.0f}",
         ]
         for c in (4, 16)
     ]
+    int8_rows = []
+    for r in int8_results:
+        fp32 = by[(r.endpoint, r.concurrency)]
+        base = inproc_int8["photos_per_s"] if inproc_int8 else float("nan")
+        int8_rows.append(
+            [
+                r.endpoint,
+                r.concurrency,
+                f"{fp32.throughput:.1f}",
+                f"{fp32.pct(99):.0f}",
+                f"{r.throughput:.1f}",
+                f"{r.pct(50):.0f}",
+                f"{r.pct(99):.0f}",
+                f"{base / r.throughput - 1:+.0%}" if r.throughput else "n/a",
+                f"{r.cpu_ms_per_photo('server'):.0f}",
+            ]
+        )
     grade4, upload4 = by[("grade", 4)], by[("upload", 4)]
     best = max(r.throughput for r in results if r.endpoint == "upload")
     overhead4 = inproc[4]["photos_per_s"] / upload4.throughput - 1 if upload4.throughput else 1e9
-    errors = sum(r.errors for r in results) + sum(r.errors for r in unbatched)
-    samples = [s for r in [*results, *unbatched] for s in r.error_samples][:5]
+    everything = [*results, *batched, *int8_results]
+    errors = sum(r.errors for r in everything)
+    samples = [s for r in everything for s in r.error_samples][:5]
     load_peak = max(loads, default=load_start[0])
 
     lines = [
@@ -565,26 +647,34 @@ def run(*, plan: Plan, quick: bool) -> str:
         "### Grader micro-batching, both ways",
         "",
         "Grader alone in-process (photos preprocessed to the model input, N threads calling "
-        "`OnnxGrader.predict`), `max_batch=1` (off) vs 8:",
+        f"`OnnxGrader.predict`), `max_batch=1` (off, the default) vs {BATCHED}:",
         "",
         markdown_table(
-            ["threads", "max_batch=1 photos/s", "max_batch=8 photos/s", "mean batch", "ratio"],
+            [
+                "threads",
+                "max_batch=1 photos/s",
+                f"max_batch={BATCHED} photos/s",
+                "mean batch",
+                "ratio",
+            ],
             batch_rows,
         ),
         "",
-        "The whole service, `POST /v1/grade`:",
+        "The whole service, `POST /v1/grade` (a second server with "
+        f"`INSPECTION_MODEL_MAX_BATCH={BATCHED}`):",
         "",
         markdown_table(
             [
                 "concurrency",
                 "max_batch=1 photos/s",
                 "max_batch=1 p99 ms",
-                "max_batch=8 photos/s",
-                "max_batch=8 p99 ms",
+                f"max_batch={BATCHED} photos/s",
+                f"max_batch={BATCHED} p99 ms",
             ],
             service_batch_rows,
         ),
         "",
+        *_int8_section(int8_rows, inproc_int8),
         "### Targets",
         "",
         f"- `/v1/grade` p99 <= {TARGET_P99_MS_C4:.0f} ms at concurrency 4: "

@@ -9,7 +9,7 @@ import json
 import logging
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -327,20 +327,32 @@ def train_anomaly_cmd(
 
 @app.command()
 def quantize(
+    ctx: typer.Context,
     model: Annotated[Path, typer.Option(help="fp32 grader folder (model.onnx + model_card.yaml).")],
     calibration: Annotated[
         Path, typer.Option(help="Folder of representative photos (e.g. a dataset's train images).")
     ],
     out: Annotated[Path, typer.Option(help="Output folder for the INT8 model and card.")],
     max_images: Annotated[int, typer.Option(min=8, help="Calibration photos used.")] = 256,
+    evaluate_on: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Dataset folder(s) whose val and test splits measure the INT8 model against "
+            "the fp32 one; the numbers go on the INT8 card."
+        ),
+    ] = None,
 ) -> None:
     """Quantises the grader to INT8 (QDQ, per-channel weights) for faster CPU inference."""
+    from inspection.grading.model_card import load_card, write_card
     from training.quantize import quantize_grader
 
     if not (model / "model_card.yaml").is_file():
         _fail(f"{model} has no model_card.yaml: pass a folder written by train-grader")
     if not calibration.is_dir():
         _fail(f"calibration folder {calibration} does not exist")
+    for folder in evaluate_on or ():
+        if not (folder / "grades.csv").is_file():
+            _fail(f"--evaluate-on {folder} has no grades.csv: pass a dataset folder")
     try:
         path = quantize_grader(
             model_dir=model,
@@ -348,6 +360,22 @@ def quantize(
             out_dir=out,
             max_calibration_images=max_images,
         )
+        splits: dict[str, Any] = {}
+        if evaluate_on:
+            from training.evaluate import compare_quantized
+
+            splits = compare_quantized(
+                fp32_dir=model, int8_dir=out, data_dirs=evaluate_on, splits=("val", "test")
+            )
+            typer.echo(json.dumps(splits, indent=2))
+        card = load_card(out)
+        metrics = {**card.metrics, **splits}
+        metrics["quantization"] = {
+            **metrics.get("quantization", {}),
+            "command": _command_line(ctx),
+            "evaluated_on": [str(d) for d in evaluate_on or ()],
+        }
+        write_card(out, card.model_copy(update={"metrics": metrics}))
     except ValueError as exc:
         _fail(str(exc))
         return

@@ -285,3 +285,36 @@ def evaluate_model(
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
     log.info("evaluation written to %s", out / REPORT_FILE)
     return report
+
+
+HEADLINE_METRICS = ("count", "accuracy", "macro_f1", "resell_auroc", "ece")
+
+
+def compare_quantized(
+    *, fp32_dir: Path, int8_dir: Path, data_dirs: Sequence[Path], splits: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """The INT8 grader's own metrics per split, next to its fp32 source's on the same photos.
+
+    Each split gets the INT8 headline metrics, `fp32_resell_auroc`, `auroc_loss` (fp32 minus
+    INT8; the quantisation target is <= 0.005) and `argmax_agreement`: the share of photos both
+    models give the same grade, which is what a station notices.
+    """
+    every = read_many(dataset_dirs=data_dirs)
+    out: dict[str, dict[str, Any]] = {}
+    for split in splits:
+        photos = [p for p in every if p.split == split]
+        if not photos:
+            raise ValueError(f"no photos in split {split!r} of {', '.join(map(str, data_dirs))}")
+        labels = np.array([p.grade_index for p in photos], dtype=np.int64)
+        fp32 = grader_probabilities(model_dir=fp32_dir, photos=photos)
+        int8 = grader_probabilities(model_dir=int8_dir, photos=photos)
+        ours = classification_metrics(probs=int8, labels=labels)
+        theirs = classification_metrics(probs=fp32, labels=labels)
+        row = {k: ours[k] for k in HEADLINE_METRICS if k in ours}
+        row["fp32_resell_auroc"] = theirs.get("resell_auroc")
+        if row["fp32_resell_auroc"] is not None and ours.get("resell_auroc") is not None:
+            row["auroc_loss"] = float(theirs["resell_auroc"] - ours["resell_auroc"])
+        row["fp32_macro_f1"] = theirs["macro_f1"]
+        row["argmax_agreement"] = float((fp32.argmax(1) == int8.argmax(1)).mean())
+        out[split] = row
+    return out

@@ -190,12 +190,17 @@ def quantize_grader(
         f"INT8 static quantisation (QDQ) of {card.version_label} ({card.arch}); calibrated on "
         f"{len(paths)} images preprocessed with this card's preprocessing."
     )
-    metrics = dict(card.metrics)
+    # The source's split metrics describe the fp32 file, not this one: they are kept under
+    # "fp32" and the INT8 model's own come from `training quantize --evaluate-on`.
+    metrics = {k: v for k, v in card.metrics.items() if k not in ("val", "test")}
+    metrics["fp32"] = {k: v for k, v in card.metrics.items() if k in ("val", "test")}
     metrics["quantization"] = facts
     int8_card = card.model_copy(
         update={
             "arch": arch,
             "file": MODEL_FILE,
+            "sha256": file_sha256(target),
+            "precision": "int8",
             "notes": notes,
             "metrics": metrics,
             "created_at": datetime.now(UTC),

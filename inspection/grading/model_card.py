@@ -54,6 +54,9 @@ class ModelCard(BaseModel):
     arch: str
     file: str = MODEL_FILE
     sha256: str = ""
+    # Numeric precision of the weights and activations: an INT8 export of a grader grades a
+    # few photos differently from its fp32 source, so audit records must tell them apart.
+    precision: Literal["fp32", "int8"] = "fp32"
     classes: list[str]
     preprocessing: Preprocessing = Preprocessing()
     calibration: Calibration = Calibration()
@@ -67,8 +70,9 @@ class ModelCard(BaseModel):
 
     @property
     def version_label(self) -> str:
-        """Short id used in API responses and audit events, e.g. `grader@3`."""
-        return f"{self.name}@{self.version}"
+        """Short id used in API responses and audit events, e.g. `grader@3` or `grader@3+int8`."""
+        label = f"{self.name}@{self.version}"
+        return label if self.precision == "fp32" else f"{label}+{self.precision}"
 
 
 def file_sha256(path: Path) -> str:

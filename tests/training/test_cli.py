@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from inspection.grading.model_card import load_card
@@ -57,34 +58,59 @@ def test_train_anomaly_is_registered_and_runs(tmp_path: Path) -> None:
     assert (tmp_path / "anomaly" / "anomaly.json").exists()
 
 
-def test_quantize_command_writes_an_int8_grader_that_runs(
-    grader_model_dir: Path, synthetic_dataset: Path, tmp_path: Path
+def test_quantize_command_writes_an_int8_grader_the_service_loads(
+    models_dir: Path, synthetic_dataset: Path, tmp_path: Path
 ) -> None:
-    import numpy as np
-    import onnxruntime as ort
+    import shutil
 
-    out = tmp_path / "int8"
+    from inspection.grading.model_card import file_sha256
+    from inspection.grading.pipeline import GradingPipeline
+    from tests.fixtures.images import make_photo_bytes
+    from tests.grading.conftest import settings_for
+
+    models = tmp_path / "models"
+    shutil.copytree(models_dir, models)
     result = runner.invoke(
         app,
         [
             "quantize",
             "--model",
-            str(grader_model_dir),
+            str(models / "grader"),
             "--calibration",
             str(synthetic_dataset / "images"),
             "--out",
-            str(out),
+            str(models / "grader-int8"),
             "--max-images",
             "16",
+            "--evaluate-on",
+            str(synthetic_dataset),
         ],
     )
     assert result.exit_code == 0, result.output
-    card = load_card(out)
-    assert "int8" in card.arch
-    session = ort.InferenceSession(str(out / card.file), providers=["CPUExecutionProvider"])
-    size = card.preprocessing.size
-    logits, embedding = session.run(None, {"images": np.zeros((2, 3, size, size), np.float32)})
-    assert logits.shape == (2, 3) and embedding.shape[0] == 2
+    fp32, card = load_card(models / "grader"), load_card(models / "grader-int8")
+    assert card.precision == "int8" and "int8" in card.arch
+    # The card describes its own file (the service refuses a model whose sha256 differs) and
+    # does not pass the fp32 model's split metrics off as the INT8 model's.
+    assert card.sha256 == file_sha256(models / "grader-int8" / card.file) != fp32.sha256
+    assert card.metrics["fp32"]["test"] == fp32.metrics["test"]
+    assert "--evaluate-on" in card.metrics["quantization"]["command"]
+    for split in ("val", "test"):
+        measured = card.metrics[split]
+        assert measured["count"] > 0 and 0.0 <= measured["argmax_agreement"] <= 1.0
+        assert measured["fp32_macro_f1"] == pytest.approx(fp32.metrics[split]["macro_f1"])
+
+    pipeline = GradingPipeline.from_settings(settings=settings_for(models, grader="grader-int8"))
+    try:
+        photo = pipeline.intake(
+            data=make_photo_bytes(seed=3, kind="mug"), content_type="image/jpeg", filename="a.jpg"
+        )
+        item = pipeline.grade_photos(photos=[photo], category=None)
+        # Audit rows must tell INT8 grades from fp32 ones of the same version.
+        assert pipeline.model_versions["grader"] == f"grader@{fp32.version}+int8"
+    finally:
+        pipeline.close()
+    assert item.photos[0].model_version == f"grader@{fp32.version}+int8"
+    assert sum(item.photos[0].probabilities.values()) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_quantize_command_refuses_a_folder_without_a_card(tmp_path: Path) -> None:
