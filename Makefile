@@ -62,7 +62,8 @@ soak: venv
 	$(BIN)/python -m benchmarks.soak
 
 # Rebuilds the bundled grader and detector from synthetic data (the commands their cards quote),
-# promotes them into models/ as the next version and quantises the grader to models/grader-int8. CPU: tens of minutes to hours.
+# promotes them into models/ as the next version and quantises the grader to models/grader-int8.
+# CPU: tens of minutes to hours.
 models: venv
 	nice -n 10 $(BIN)/training synth --out var/data/synthetic --n 3000 --seed 0 --size 320
 	nice -n 10 $(BIN)/training train-grader --data var/data/synthetic --out runs/grader_synth_224 --epochs 6 --size 224 --batch-size 32 --lr 0.003 --freeze-blocks 11
