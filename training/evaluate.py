@@ -26,7 +26,7 @@ from inspection.settings import ModelSettings
 from training.calibration import reliability_bins
 from training.dataset import LabelledPhoto, read_many
 from training.grader import read_rgb
-from training.metrics import classification_metrics, resell_scores
+from training.metrics import HEADLINE_METRICS, classification_metrics, resell_scores
 
 log = logging.getLogger(__name__)
 
@@ -285,9 +285,6 @@ def evaluate_model(
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
     log.info("evaluation written to %s", out / REPORT_FILE)
     return report
-
-
-HEADLINE_METRICS = ("count", "accuracy", "macro_f1", "resell_auroc", "ece")
 
 
 def compare_quantized(

@@ -36,7 +36,7 @@ from inspection.grading.types import GRADES
 from training.calibration import expected_calibration_error, fit_temperature, softmax
 from training.dataset import LabelledPhoto, describe_data, read_many
 from training.defect_map import box_mask, cell_targets, grid_cells
-from training.metrics import classification_metrics
+from training.metrics import HEADLINE_METRICS, classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -645,9 +645,7 @@ def _card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     for split in ("val", "test"):
         if split in metrics:
             m = metrics[split]
-            out[split] = {
-                k: m[k] for k in ("count", "accuracy", "macro_f1", "resell_auroc", "ece") if k in m
-            }
+            out[split] = {k: m[k] for k in HEADLINE_METRICS if k in m}
     return out
 
 

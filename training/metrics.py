@@ -13,6 +13,10 @@ from training.calibration import expected_calibration_error
 RESELL = GRADES.index("resell")
 
 
+# The numbers a model card carries per split (the full set goes to metrics.json / evaluation).
+HEADLINE_METRICS = ("count", "accuracy", "macro_f1", "resell_auroc", "ece")
+
+
 def resell_scores(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Binary view used for AUROC and the PR curve: positive = 'not resellable'."""
     return (labels != RESELL).astype(np.int64), 1.0 - probs[:, RESELL]

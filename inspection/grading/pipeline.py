@@ -68,6 +68,8 @@ class GradingPipeline:
         self.settings = settings
         self._models = models
         self._lock = threading.Lock()
+        # Bounds model runs in flight, so memory stays flat under a burst of requests.
+        self._turns = threading.BoundedSemaphore(settings.model.concurrent_photos)
 
     @classmethod
     def from_settings(cls, *, settings: Settings) -> GradingPipeline:
@@ -209,8 +211,25 @@ class GradingPipeline:
         """Grades the photos of one item: quality gate, batched grader, detector, aggregation."""
         if not photos:
             raise InvalidInput("no photos to grade", hint="send at least one photo of the item")
+        with self._turns:
+            graded = self._grade_each(photos=photos, source=source)
+        item = combine_photo_grades(
+            photos=graded, thresholds=self.review_thresholds(category=category)
+        )
+        log.info(
+            "graded %d photo(s): %s (%.2f)%s in %.1f ms",
+            len(photos),
+            item.grade,
+            item.confidence,
+            " needs review" if item.needs_review else "",
+            sum(p.latency_ms for p in graded),
+            extra={"ctx_reason_codes": item.reason_codes, "ctx_category": category},
+        )
+        return item
+
+    def _grade_each(self, *, photos: Sequence[IntakePhoto], source: str) -> list[PhotoGrade]:
+        """Quality gate, grader and detector for each photo (the part that holds a turn)."""
         models = self._require_models()
-        started = time.perf_counter()
         qualities = []
         per_photo_ms = [0.0] * len(photos)
         for i, photo in enumerate(photos):
@@ -265,19 +284,7 @@ class GradingPipeline:
             )
             GRADING_LATENCY.observe(ms / 1000)
             PHOTOS_GRADED.labels(source=source, grade=grade).inc()
-        item = combine_photo_grades(
-            photos=graded, thresholds=self.review_thresholds(category=category)
-        )
-        log.info(
-            "graded %d photo(s): %s (%.2f)%s in %.1f ms",
-            len(photos),
-            item.grade,
-            item.confidence,
-            " needs review" if item.needs_review else "",
-            (time.perf_counter() - started) * 1000,
-            extra={"ctx_reason_codes": item.reason_codes, "ctx_category": category},
-        )
-        return item
+        return graded
 
     def _run_grader(self, models: LoadedModels, images: list[np.ndarray]) -> list[GraderResult]:
         step = self.settings.model.max_batch
@@ -293,5 +300,6 @@ class GradingPipeline:
     def heatmap(self, *, photo: IntakePhoto) -> bytes:
         """Where the grader saw damage, blended over the photo as PNG (one batched call)."""
         models = self._require_models()
-        heat = occlusion_heatmap(grader=models.grader, image=photo.image)
+        with self._turns:
+            heat = occlusion_heatmap(grader=models.grader, image=photo.image)
         return heatmap_overlay(image=photo.image, heat=heat)

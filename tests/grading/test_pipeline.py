@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -105,6 +107,40 @@ def test_concurrent_callers_get_their_own_results(models_dir: Path) -> None:
         for g in GRADES:
             assert got.probabilities[g] == pytest.approx(want.probabilities[g], abs=1e-4)
     pipeline.close()
+
+
+def test_gradings_in_flight_are_capped_and_the_rest_wait_their_turn(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Memory under a burst is bounded by the cap, not by how many requests arrive at once.
+    pipeline = GradingPipeline.from_settings(settings=settings_for(models_dir, concurrent_photos=2))
+    photos = _photos(pipeline, 4)
+    expected = {p.facts.sha256: pipeline.grade_photos(photos=[p], category=None) for p in photos}
+    real = pipeline._grade_each
+    active, peak = 0, 0
+    lock = threading.Lock()
+
+    def counted(**kwargs: object) -> object:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        try:
+            time.sleep(0.02)  # long enough for all eight callers to pile up
+            return real(**kwargs)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(pipeline, "_grade_each", counted)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(
+            pool.map(lambda p: pipeline.grade_photos(photos=[p], category=None), photos * 2)
+        )
+    pipeline.close()
+    assert peak == 2
+    for photo, item in zip(photos * 2, results, strict=True):
+        assert item.grade == expected[photo.facts.sha256].grade
 
 
 def test_category_thresholds_come_from_the_policy(grading_pipeline: GradingPipeline) -> None:
