@@ -1,18 +1,22 @@
 """Evidence pack of one return for chargeback disputes: a zip with `evidence.json` (the return,
 order, photos' facts, grades, decisions, refunds, the audit chain and its verification) and the
 photo files, each listed with its SHA-256 so the pack itself can be checked.
+
+The zip is written to a file as it is built, one photo in memory at a time: a return with 80
+photos is a few hundred MB, which held in memory (bytes, zip buffer, response copy) was enough
+to exhaust a small station server.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 from sqlmodel import Session, SQLModel, col, select
 
@@ -50,10 +54,9 @@ EXTENSIONS = {
 
 @dataclass(frozen=True)
 class EvidencePack:
-    """The evidence document and the files that go beside it in the zip."""
+    """What was written: the evidence document and the zip's file name for the download."""
 
     document: dict[str, Any]
-    files: dict[str, bytes]
     filename: str
 
 
@@ -62,18 +65,21 @@ def _dump(row: SQLModel, *, exclude: set[str] | None = None) -> dict[str, Any]:
     return data
 
 
-def build_evidence(
+def write_evidence(
     *,
     session: Session,
     return_id: int,
     blobs: BlobStore,
     generated_by: str,
+    out: IO[bytes],
     pipeline: Any | None = None,
 ) -> EvidencePack:
-    """Collects everything recorded about a return, and its photo files, into one pack.
+    """Writes everything recorded about a return, and its photo files, as a zip to `out`.
 
-    With the grading `pipeline`, each photo's annotated image (boxes and grade as recorded) is
-    drawn into the pack too; without it the pack holds the originals only.
+    Photo files come first, each stored as it is read; `evidence.json` (which lists every
+    file with its SHA-256) is written last. With the grading `pipeline`, each photo's
+    annotated image (boxes and grade as recorded) is drawn into the pack too; without it the
+    pack holds the originals only. Raises NotFound before writing anything.
     """
     ret = session.get(Return, return_id)
     if ret is None:
@@ -103,7 +109,52 @@ def build_evidence(
     label = session.exec(select(ShippingLabel).where(ShippingLabel.return_id == return_id)).first()
     chain = verify_chain(session=session, return_id=return_id)
 
-    files: dict[str, bytes] = {}
+    with zipfile.ZipFile(out, "w") as archive:
+        photo_docs, manifest = _write_photo_files(
+            archive=archive, session=session, photos=photos, blobs=blobs, pipeline=pipeline
+        )
+        document: dict[str, Any] = {
+            "format": EVIDENCE_FORMAT,
+            "generated_at": _iso(utcnow()),
+            "generated_by": generated_by,
+            "return": _dump(ret),
+            "order": {
+                **(_dump(order) if order else {}),
+                "customer": _dump(customer) if customer else None,
+                "lines": [_dump(line) for line in lines],
+            },
+            "items": [_dump(item) for item in items],
+            "label": _dump(label) if label else None,
+            "photos": photo_docs,
+            "grades": [_dump(grade) for grade in grades],
+            "decisions": [_dump(decision) for decision in decisions],
+            "refunds": [_dump(refund) for refund in refunds],
+            "audit": {
+                "chain_valid": chain.valid,
+                "broken_at_seq": chain.broken_at_seq,
+                "problem": chain.problem,
+                "events": [_dump(event, exclude={"id"}) for event in chain.events],
+            },
+            "files": manifest,
+        }
+        archive.writestr(
+            "evidence.json",
+            json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False),
+            compress_type=zipfile.ZIP_DEFLATED,
+        )
+    name = ret.rma or f"return-{return_id}"
+    return EvidencePack(document=document, filename=f"evidence-{name}.zip")
+
+
+def _write_photo_files(
+    *,
+    archive: zipfile.ZipFile,
+    session: Session,
+    photos: Sequence[Photo],
+    blobs: BlobStore,
+    pipeline: Any | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Stores each photo's files in the zip as they are read; (photo documents, manifest)."""
     manifest: list[dict[str, Any]] = []
     photo_docs = []
     for photo in photos:
@@ -124,39 +175,14 @@ def build_evidence(
                 continue
             ext = EXTENSIONS.get(photo.content_type, "bin") if kind == "original" else "png"
             path = f"photos/{photo.id}-{photo.source}-{kind}.{ext}"
-            files[path] = data
+            # Photos are already compressed; storing them keeps the export cheap on CPU.
+            archive.writestr(path, data, compress_type=zipfile.ZIP_STORED)
             doc["files"][kind] = path
             manifest.append(
                 {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
             )
         photo_docs.append(doc)
-
-    document: dict[str, Any] = {
-        "format": EVIDENCE_FORMAT,
-        "generated_at": _iso(utcnow()),
-        "generated_by": generated_by,
-        "return": _dump(ret),
-        "order": {
-            **(_dump(order) if order else {}),
-            "customer": _dump(customer) if customer else None,
-            "lines": [_dump(line) for line in lines],
-        },
-        "items": [_dump(item) for item in items],
-        "label": _dump(label) if label else None,
-        "photos": photo_docs,
-        "grades": [_dump(grade) for grade in grades],
-        "decisions": [_dump(decision) for decision in decisions],
-        "refunds": [_dump(refund) for refund in refunds],
-        "audit": {
-            "chain_valid": chain.valid,
-            "broken_at_seq": chain.broken_at_seq,
-            "problem": chain.problem,
-            "events": [_dump(event, exclude={"id"}) for event in chain.events],
-        },
-        "files": manifest,
-    }
-    name = ret.rma or f"return-{return_id}"
-    return EvidencePack(document=document, files=files, filename=f"evidence-{name}.zip")
+    return photo_docs, manifest
 
 
 def _read_blob(*, blobs: BlobStore, key: str) -> bytes | None:
@@ -185,18 +211,3 @@ def _annotated(
 
 def _iso(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
-
-
-def evidence_zip(*, pack: EvidencePack) -> bytes:
-    """The pack as zip bytes: `evidence.json` first, then the photo files."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(
-            "evidence.json",
-            json.dumps(pack.document, indent=2, sort_keys=True, ensure_ascii=False),
-            compress_type=zipfile.ZIP_DEFLATED,
-        )
-        for path, data in sorted(pack.files.items()):
-            # Photos are already compressed; storing them keeps the export cheap on CPU.
-            archive.writestr(path, data, compress_type=zipfile.ZIP_STORED)
-    return buffer.getvalue()

@@ -9,9 +9,11 @@ import itertools
 import json
 import zipfile
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from inspection.api.routes import audit as audit_routes
 from inspection.returns.webhooks import deliver_due
 from tests.fixtures.database import (
     ADMIN,
@@ -41,6 +43,7 @@ def test_audit_evidence_and_webhooks_of_a_real_return(
     product_jpeg: bytes,
     cracked_jpeg: bytes,
     receiver: Receiver,  # noqa: F811 - the fixture
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     hook = api_client.post(
         "/v1/webhooks",
@@ -75,6 +78,17 @@ def test_audit_evidence_and_webhooks_of_a_real_return(
         drawn = [archive.read(p["files"]["annotated"]) for p in document["photos"]]
     assert stored == [product_jpeg, cracked_jpeg]
     assert all(png.startswith(b"\x89PNG") for png in drawn) and drawn[0] != drawn[1]
+
+    # A pack bigger than the in-memory spool goes through a temporary file, streamed in chunks.
+    monkeypatch.setattr(audit_routes, "EVIDENCE_SPOOL_BYTES", 1024)
+    monkeypatch.setattr(audit_routes, "EVIDENCE_CHUNK_BYTES", 64 * 1024)
+    spooled = api_client.get(f"/v1/returns/{return_id}/evidence", headers=QA)
+    assert spooled.status_code == 200, spooled.text
+    assert int(spooled.headers["content-length"]) == len(spooled.content) > 64 * 1024
+    with zipfile.ZipFile(io.BytesIO(spooled.content)) as archive:
+        assert archive.testzip() is None
+        again = json.loads(archive.read("evidence.json"))
+        assert [archive.read(p["files"]["original"]) for p in again["photos"]] == stored
     assert all(p["files"]["annotated"].endswith(".png") for p in document["photos"])
     photo = document["photos"][0]
     assert photo["sha256"] == hashlib.sha256(product_jpeg).hexdigest()

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from inspection.errors import NotFound
 from inspection.returns.audit import record_event
-from inspection.returns.evidence import EVIDENCE_FORMAT, build_evidence, evidence_zip
+from inspection.returns.evidence import EVIDENCE_FORMAT, EvidencePack, write_evidence
 from inspection.store.blobs import BlobStore
 from tests.returns.test_qa import T0, Seeder, probs
 
@@ -24,6 +24,15 @@ def _unzip(data: bytes) -> tuple[dict, dict[str, bytes]]:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
     return json.loads(files.pop("evidence.json")), files
+
+
+def _write(engine: Engine, blobs: BlobStore, return_id: int) -> tuple[EvidencePack, bytes]:
+    out = io.BytesIO()
+    with Session(engine) as session:
+        pack = write_evidence(
+            session=session, return_id=return_id, blobs=blobs, generated_by="qa", out=out
+        )
+    return pack, out.getvalue()
 
 
 def _seed_case(
@@ -75,9 +84,9 @@ def test_evidence_zip_holds_the_record_and_photo_files(
 ) -> None:
     blobs = BlobStore(tmp_path / "blobs")
     return_id, kept, gone = _seed_case(engine, blobs, product_jpeg, cracked_jpeg)
-    with Session(engine) as session:
-        pack = build_evidence(session=session, return_id=return_id, blobs=blobs, generated_by="qa")
-    document, files = _unzip(evidence_zip(pack=pack))
+    pack, data = _write(engine, blobs, return_id)
+    document, files = _unzip(data)
+    assert document == json.loads(json.dumps(pack.document))
 
     assert document["format"] == EVIDENCE_FORMAT and document["generated_by"] == "qa"
     assert document["return"]["id"] == return_id
@@ -121,14 +130,19 @@ def test_evidence_reports_a_tampered_chain(
     return_id, _, _ = _seed_case(engine, blobs, product_jpeg, cracked_jpeg)
     with engine.begin() as conn:
         conn.execute(text("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 2"))
-    with Session(engine) as session:
-        pack = build_evidence(session=session, return_id=return_id, blobs=blobs, generated_by="qa")
+    pack, _ = _write(engine, blobs, return_id)
     assert pack.document["audit"]["chain_valid"] is False
     assert pack.document["audit"]["broken_at_seq"] == 2
 
 
 def test_evidence_for_unknown_return_is_not_found(engine: Engine, tmp_path: Path) -> None:
+    out = io.BytesIO()
     with Session(engine) as session, pytest.raises(NotFound):
-        build_evidence(
-            session=session, return_id=424242, blobs=BlobStore(tmp_path), generated_by="qa"
+        write_evidence(
+            session=session,
+            return_id=424242,
+            blobs=BlobStore(tmp_path),
+            generated_by="qa",
+            out=out,
         )
+    assert out.getvalue() == b""  # refused before anything was written
