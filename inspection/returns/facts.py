@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, or_
+from sqlalchemy import LargeBinary, func, or_, type_coerce
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
@@ -33,6 +33,7 @@ from inspection.store.models import (
     Photo,
     Return,
     ReturnItem,
+    vector_from_bytes,
 )
 
 # Photos whose 64-bit perceptual hashes differ in at most this many bits are candidates for
@@ -209,25 +210,30 @@ def hamming(a: str, b: str) -> int:
         return 64
 
 
-def _similarities(mine: list[float] | None, others: list[list[float] | None]) -> dict[int, float]:
-    """Cosine similarity of `mine` to each comparable embedding in `others`, by index."""
+def _similarities(mine: list[float] | None, stored: list[bytes | None]) -> dict[int, float]:
+    """Cosine similarity of `mine` to each stored embedding of the same size, by index.
+
+    `stored` holds the raw Float32Vector bytes of a page of candidates: joined and read as one
+    matrix, they never become Python floats.
+    """
     if not mine:
         return {}
-    indexes = [i for i, e in enumerate(others) if e and len(e) == len(mine)]
-    if not indexes:
-        return {}
-    matrix = np.asarray([others[i] for i in indexes], dtype=np.float32)
     vector = np.asarray(mine, dtype=np.float32)
+    comparable = [(i, e) for i, e in enumerate(stored) if e and len(e) == vector.nbytes]
+    if not comparable:
+        return {}
+    matrix = vector_from_bytes(b"".join(e for _, e in comparable))
+    matrix = matrix.reshape(len(comparable), vector.size)
     norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(vector))
     with np.errstate(divide="ignore", invalid="ignore"):
         sims = np.where(norms > 0, matrix @ vector / norms, 0.0)
-    return {i: round(float(v), 6) for i, v in zip(indexes, sims, strict=True)}
+    return {i: round(float(v), 6) for (i, _), v in zip(comparable, sims, strict=True)}
 
 
-# Candidates are read this many at a time: the embeddings are JSON, and holding every stored
-# customer photo's 1280 floats at once grew the server's memory with the database (the soak's
-# RSS climbed with each return opened).
-MATCH_CHUNK = 256
+# Candidates are read this many at a time: holding every stored customer photo's 1280 floats
+# at once grew the server's memory with the database (the soak's RSS climbed with each return
+# opened).
+MATCH_CHUNK = 1024
 
 
 def photo_matches(
@@ -241,7 +247,12 @@ def photo_matches(
     # and backdrop make every unit of a model look alike, which read as "reuse" before.
     query = (
         select(  # type: ignore[call-overload]
-            Photo.id, Photo.return_id, Photo.phash, Photo.embedding, Return.customer_id
+            Photo.id,
+            Photo.return_id,
+            Photo.phash,
+            # The stored bytes as they are: the search reads them as one matrix per page.
+            type_coerce(Photo.embedding, LargeBinary),
+            Return.customer_id,
         )
         .join(Return, col(Return.id) == Photo.return_id)
         .where(Photo.return_id != ret.id, Photo.source == "customer")

@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, String, TypeDecorator
+import numpy as np
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, LargeBinary, String, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -40,6 +41,39 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Float32Vector(TypeDecorator[list[float]]):
+    """A vector of float32 values stored as little-endian bytes, read back as a list.
+
+    Photo embeddings were JSON: 1280 floats made ~26 KB of text and ~0.3 ms to parse, and the
+    photo-reuse search reads every stored customer photo's embedding on each decision
+    (0.45 ms a stored photo, 9 s at 20,000). As bytes they are 5 KB and one `np.frombuffer`;
+    the values are the model's float32 outputs, so nothing is lost.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
+        if value is None:
+            return None
+        return vector_bytes(value)
+
+    def process_result_value(self, value: bytes | None, dialect: Dialect) -> list[float] | None:
+        if value is None:
+            return None
+        return vector_from_bytes(value).tolist()
+
+
+def vector_bytes(values: Any) -> bytes:
+    """The storage form of a Float32Vector (also written by the migration that introduced it)."""
+    return np.asarray(values, dtype="<f4").tobytes()
+
+
+def vector_from_bytes(data: bytes) -> np.ndarray:
+    """A stored Float32Vector as a float32 array, without a round trip through Python floats."""
+    return np.frombuffer(data, dtype="<f4")
 
 
 def _ts(*, index: bool = False) -> Any:
@@ -184,7 +218,9 @@ class Photo(SQLModel, table=True):
     quality_passed: bool = True
     quality_flags: list[str] = _json(default=[])
     quality_advice: list[str] = _json(default=[])
-    embedding: list[float] | None = _opt_json()
+    embedding: list[float] | None = Field(
+        default=None, sa_column=Column(Float32Vector, nullable=True)
+    )
     created_at: datetime = _ts(index=True)
     deleted_at: datetime | None = _opt_ts()
 
