@@ -230,9 +230,9 @@ def _similarities(mine: list[float] | None, stored: list[bytes | None]) -> dict[
     return {i: round(float(v), 6) for (i, _), v in zip(comparable, sims, strict=True)}
 
 
-# Candidates are read this many at a time: holding every stored customer photo's 1280 floats
-# at once grew the server's memory with the database (the soak's RSS climbed with each return
-# opened).
+# Candidates are read this many at a time (5 MB of embeddings a page): holding every stored
+# customer photo's embedding at once grew the server's memory with the database (the soak's
+# RSS climbed with each return opened).
 MATCH_CHUNK = 1024
 
 
