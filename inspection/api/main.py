@@ -22,6 +22,7 @@ from inspection.api.routes import (
     webhooks,
 )
 from inspection.observability import configure_logging
+from inspection.runtime import limit_malloc_arenas
 from inspection.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -73,4 +74,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+# Before any thread exists: the server's threads then share two malloc arenas.
+limit_malloc_arenas()
 app = create_app()
