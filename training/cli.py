@@ -9,7 +9,7 @@ import json
 import logging
 import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -359,23 +359,23 @@ def quantize(
             calibration_images=calibration,
             out_dir=out,
             max_calibration_images=max_images,
+            command=_command_line(ctx),
         )
-        splits: dict[str, Any] = {}
         if evaluate_on:
             from training.evaluate import compare_quantized
 
+            # Measured on the written INT8 file, so its card is completed afterwards.
             splits = compare_quantized(
                 fp32_dir=model, int8_dir=out, data_dirs=evaluate_on, splits=("val", "test")
             )
             typer.echo(json.dumps(splits, indent=2))
-        card = load_card(out)
-        metrics = {**card.metrics, **splits}
-        metrics["quantization"] = {
-            **metrics.get("quantization", {}),
-            "command": _command_line(ctx),
-            "evaluated_on": [str(d) for d in evaluate_on or ()],
-        }
-        write_card(out, card.model_copy(update={"metrics": metrics}))
+            card = load_card(out)
+            metrics = {**card.metrics, **splits}
+            metrics["quantization"] = {
+                **metrics["quantization"],
+                "evaluated_on": [str(d) for d in evaluate_on],
+            }
+            write_card(out, card.model_copy(update={"metrics": metrics}))
     except ValueError as exc:
         _fail(str(exc))
         return

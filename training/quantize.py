@@ -123,6 +123,7 @@ def quantize_grader(
     exclude_head: bool = True,
     calibrate_method: CalibrationMethod = CalibrationMethod.MinMax,
     max_calibration_images: int = DEFAULT_MAX_CALIBRATION_IMAGES,
+    command: str = "",
 ) -> Path:
     """Quantises the grader in `model_dir` to INT8 (QDQ) and writes model + card to `out_dir`.
 
@@ -184,6 +185,8 @@ def quantize_grader(
         "excluded_nodes": excluded,
         "fp32_sha256": file_sha256(source),
         "fp32_arch": card.arch,
+        # What made this file, as the training cards record their training command.
+        "command": command,
     }
     arch = card.arch if card.arch.endswith(INT8_SUFFIX) else f"{card.arch}{INT8_SUFFIX}"
     notes = (card.notes + "\n" if card.notes else "") + (
